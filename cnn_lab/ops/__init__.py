@@ -1,0 +1,15 @@
+"""Pure jax.numpy/lax ops; NHWC activations, HWIO kernels; `impl="xla"|"scratch"`."""
+
+from cnn_lab.ops.conv import (IMPLS, conv, conv_transpose, depthwise_conv, flops_conv,
+                              separable_conv, transpose_output_size)
+from cnn_lab.ops.filters import FILTERS, detect_edges, edge_filter
+from cnn_lab.ops.normalization import local_response_norm
+from cnn_lab.ops.padding import output_size, resolve_padding, zero_pad
+from cnn_lab.ops.pool import avg_pool, global_avg_pool, global_max_pool, max_pool
+
+__all__ = [
+    "IMPLS", "conv", "conv_transpose", "depthwise_conv", "separable_conv", "flops_conv",
+    "transpose_output_size", "FILTERS", "detect_edges", "edge_filter", "local_response_norm",
+    "output_size", "resolve_padding", "zero_pad", "avg_pool", "global_avg_pool",
+    "global_max_pool", "max_pool",
+]

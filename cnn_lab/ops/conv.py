@@ -1,0 +1,259 @@
+"""Convolution, depthwise/separable convolution and transpose convolution.
+
+Layouts: activations `[N, *spatial, C]` (NHWC for 2D), kernels `[*K, I, O]` (HWIO).
+The spatial rank (1D, 2D or 3D) is the kernel's rank minus two.
+
+Every function has two implementations behind one signature:
+  impl="xla":     lax.conv_general_dilated (the fast path);
+  impl="scratch": the definition, vectorised: for each kernel tap, the strided
+                  window of the padded input times that tap's [I, O] matrix, all
+                  taps summed. No Python loop over pixels, only over the K taps.
+
+Output size along each spatial dim (n input, f filter, d dilation, s stride,
+p_lo/p_hi padding):  floor((n + p_lo + p_hi - ((f - 1) * d + 1)) / s) + 1,
+which is the course's floor((n + 2p - f) / s) + 1 for symmetric padding.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from cnn_lab.ops._checks import (PaddingLike, check_input_rank, fail, spatial_dims_of_kernel,
+                                 tuple_arg)
+from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
+
+IMPLS = ("xla", "scratch")
+
+
+def _check_impl(impl: str) -> None:
+  if impl not in IMPLS:
+    raise fail("impl", f"one of {IMPLS}", impl)
+
+
+def _dimension_numbers(ndim: int) -> tuple[str, str, str]:
+  spatial = "DHW"[3 - ndim:]
+  return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+
+
+def window_taps(xp, window: Sequence[int], strides: Sequence[int],
+                dilation: Sequence[int], out: Sequence[int]):
+  """Yields `(tap, view)` for every kernel tap of a strided, dilated window.
+
+  `xp: [N, *spatial, C]` is the padded input; `view: [N, *out, C]` holds, at each
+  output position, the input pixel that the kernel tap `tap` multiplies.
+  """
+  n, c = xp.shape[0], xp.shape[-1]
+  for tap in itertools.product(*(range(f) for f in window)):
+    start = [k * d for k, d in zip(tap, dilation)]
+    limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, strides)]
+    yield tap, lax.slice(xp, (0, *start, 0), (n, *limit, c), (1, *strides, 1))
+
+
+def _prepare(x, w, stride, padding, dilation, groups: int):
+  """Checks arguments shared by conv-like ops; returns (ndim, strides, dilation, pairs, out)."""
+  ndim = spatial_dims_of_kernel(w)
+  check_input_rank(x, ndim)
+  strides = tuple_arg(stride, ndim, "stride")
+  dilation = tuple_arg(dilation, ndim, "dilation")
+  if not isinstance(groups, int) or groups < 1 or x.shape[-1] % groups:
+    raise fail("groups", f"an int >= 1 dividing the input channels {x.shape[-1]}", groups)
+  if x.shape[-1] != w.shape[-2] * groups:
+    raise fail("w.shape[-2] (input channels)",
+               f"x.shape[-1] / groups = {x.shape[-1] // groups}", w.shape[-2])
+  if w.shape[-1] % groups:
+    raise fail("w.shape[-1] (output channels)", f"a multiple of groups={groups}", w.shape[-1])
+  window = w.shape[:ndim]
+  in_sizes = x.shape[1:-1]
+  pairs = resolve_padding(padding, in_sizes, window, strides, dilation)
+  check_window_fits(in_sizes, pairs, window, dilation)
+  return ndim, strides, dilation, pairs, out_sizes(in_sizes, pairs, window, strides, dilation)
+
+
+def conv(x, w, b=None, *, stride: int | Sequence[int] = 1, padding: PaddingLike = 0,
+         dilation: int | Sequence[int] = 1, groups: int = 1, impl: str = "xla"):
+  """N-D convolution (cross-correlation, as in deep learning).
+
+  Args:
+    x: `[N, *spatial, C_in]`.
+    w: `[*K, C_in / groups, C_out]`.
+    b: optional `[C_out]`.
+    stride, dilation: int or one per spatial dim, >= 1.
+    padding: see `cnn_lab.ops.padding`.
+    groups: feature groups (AlexNet's two towers: 2; depthwise: C_in).
+    impl: "xla" or "scratch".
+  Returns:
+    `[N, *out, C_out]` with out = floor((n + p_lo + p_hi - (f - 1) * d - 1) / s) + 1.
+  """
+  _check_impl(impl)
+  ndim, strides, dilation, pairs, out = _prepare(x, w, stride, padding, dilation, groups)
+  if impl == "xla":
+    y = lax.conv_general_dilated(x, w, strides, pairs, rhs_dilation=dilation,
+                                 dimension_numbers=_dimension_numbers(ndim),
+                                 feature_group_count=groups)
+  else:
+    y = _conv_scratch(x, w, strides, dilation, pairs, out, groups)
+  return y if b is None else y + b
+
+
+def _conv_scratch(x, w, strides, dilation, pairs, out, groups):
+  ndim = len(strides)
+  xp = jnp.pad(x, ((0, 0), *pairs, (0, 0)))
+  c_in, c_out = x.shape[-1], w.shape[-1]
+  depthwise = groups == c_in and w.shape[-2] == 1
+  y = None
+  for tap, view in window_taps(xp, w.shape[:ndim], strides, dilation, out):
+    w_tap = w[tap]  # [C_in / groups, C_out]
+    if groups == 1:
+      term = jnp.dot(view, w_tap, preferred_element_type=jnp.result_type(x, w))
+    elif depthwise:  # each input channel times its own `multiplier` filters
+      term = (view[..., None] * w_tap.reshape(c_in, c_out // c_in)).reshape(*view.shape[:-1],
+                                                                            c_out)
+    else:
+      grouped = view.reshape(*view.shape[:-1], groups, c_in // groups)
+      w_g = w_tap.reshape(c_in // groups, groups, c_out // groups)
+      term = jnp.einsum("...gi,igo->...go", grouped, w_g).reshape(*view.shape[:-1], c_out)
+    y = term if y is None else y + term
+  return y
+
+
+def depthwise_conv(x, w, b=None, *, stride=1, padding: PaddingLike = 0, dilation=1,
+                   impl: str = "xla"):
+  """Depthwise convolution: each input channel convolved with its own filters.
+
+  Args:
+    x: `[N, *spatial, C]`.
+    w: `[*K, C, M]` (Keras' DepthwiseConv layout; M is the depth multiplier).
+  Returns:
+    `[N, *out, C * M]`, output channel `c * M + m` from input channel `c`.
+  """
+  ndim = spatial_dims_of_kernel(w)
+  check_input_rank(x, ndim)
+  if w.shape[-2] != x.shape[-1]:
+    raise fail("w.shape[-2] (channels)", f"x.shape[-1] = {x.shape[-1]}", w.shape[-2])
+  grouped = w.reshape(*w.shape[:ndim], 1, w.shape[-2] * w.shape[-1])
+  return conv(x, grouped, b, stride=stride, padding=padding, dilation=dilation,
+              groups=x.shape[-1], impl=impl)
+
+
+def separable_conv(x, depthwise_w, pointwise_w, b=None, *, stride=1,
+                   padding: PaddingLike = 0, dilation=1, impl: str = "xla"):
+  """Depthwise-separable convolution: depthwise `[*K, C, M]`, then 1x1 `[*1, C*M, O]`.
+
+  Costs K*C*M + C*M*O multiplies per output pixel instead of K*C*O.
+  Returns `[N, *out, O]`.
+  """
+  y = depthwise_conv(x, depthwise_w, stride=stride, padding=padding, dilation=dilation,
+                     impl=impl)
+  ndim = x.ndim - 2
+  if pointwise_w.ndim != ndim + 2 or any(k != 1 for k in pointwise_w.shape[:ndim]):
+    raise fail("pointwise_w.shape", f"[{', '.join(['1'] * ndim)}, C*M, O]", pointwise_w.shape)
+  return conv(y, pointwise_w, b, impl=impl)
+
+
+def transpose_output_size(n: int, f: int, s: int, padding="VALID", output_padding: int = 0):
+  """Output length of a transpose convolution along one dim.
+
+  "VALID": n*s + max(f - s, 0); "SAME": n*s (TensorFlow/Keras);
+  int p (PyTorch): (n - 1)*s - 2p + f + output_padding.
+  """
+  full = (n - 1) * s + f
+  (lo, hi), = _transpose_crops(padding, (n,), (f,), (s,), (output_padding,))
+  return full - lo - hi
+
+
+def _transpose_crops(padding, in_sizes, window, strides, output_padding) -> tuple:
+  """How much to crop from each end of the full (n - 1)*s + f output (negative: add zeros)."""
+  ndim = len(in_sizes)
+  if isinstance(padding, str):
+    mode = padding.upper()
+    if mode not in ("SAME", "VALID"):
+      raise fail("padding", "'SAME', 'VALID', an int or (low, high) crops", padding)
+    crops = []
+    for f, s, op in zip(window, strides, output_padding):
+      if mode == "VALID":
+        crops.append((0, min(f - s, 0) - op))  # f < s leaves s - f zero rows at the end
+      else:
+        # Back to n*s as the gradient of a SAME conv: its pad max(f - s, 0) is cropped,
+        # the odd pixel at the bottom/right; f < s leaves zero rows at the end.
+        total = f - s
+        lo = total // 2 if total > 0 else 0
+        crops.append((lo, total - lo - op))
+    return tuple(crops)
+  pairs = resolve_padding(padding, in_sizes, window, strides)
+  return tuple((lo, hi - op) for (lo, hi), op in zip(pairs, output_padding))
+
+
+def conv_transpose(x, w, b=None, *, stride: int | Sequence[int] = 1,
+                   padding: PaddingLike = "VALID", output_padding: int | Sequence[int] = 0,
+                   impl: str = "xla"):
+  """Transpose ("fractionally strided") convolution, the gradient of `conv` w.r.t. its input.
+
+  The course's algorithm: every input pixel multiplies the whole kernel, the
+  result lands on the output at (pixel position * stride), overlaps are added.
+  That full output has length (n - 1)*s + f and is then cropped by `padding`.
+
+  Args:
+    x: `[N, *spatial, C_in]`.
+    w: `[*K, C_in, C_out]` (no flip, no in/out swap: the scatter kernel).
+    stride: the upsampling factor s.
+    padding: "VALID" (length n*s + max(f - s, 0)), "SAME" (n*s), as TensorFlow/Keras;
+      an int p or (low, high) pairs crop the full output as PyTorch's `padding`.
+    output_padding: rows added at the high end (PyTorch's output_padding,
+      which resolves the ambiguity of stride > 1).
+  Returns:
+    `[N, *out, C_out]`; with int p: out = (n - 1)*s - 2p + f + output_padding.
+  """
+  _check_impl(impl)
+  ndim = spatial_dims_of_kernel(w)
+  check_input_rank(x, ndim)
+  if w.shape[-2] != x.shape[-1]:
+    raise fail("w.shape[-2] (input channels)", f"x.shape[-1] = {x.shape[-1]}", w.shape[-2])
+  strides = tuple_arg(stride, ndim, "stride")
+  output_padding = tuple_arg(output_padding, ndim, "output_padding", minimum=0)
+  window = w.shape[:ndim]
+  crops = _transpose_crops(padding, x.shape[1:-1], window, strides, output_padding)
+  for n, f, s, (lo, hi) in zip(x.shape[1:-1], window, strides, crops):
+    if (n - 1) * s + f - lo - hi < 1:
+      raise fail("padding", f"crops leaving an output of length >= 1 (full length "
+                 f"{(n - 1) * s + f})", padding)
+  if impl == "xla":
+    # Correlating the stride-dilated input with the flipped kernel scatters it.
+    y = lax.conv_general_dilated(
+        x, jnp.flip(w, axis=tuple(range(ndim))), (1,) * ndim,
+        [(f - 1 - lo, f - 1 - hi) for f, (lo, hi) in zip(window, crops)],
+        lhs_dilation=strides, dimension_numbers=_dimension_numbers(ndim))
+  else:
+    y = _conv_transpose_scratch(x, w, strides, crops)
+  return y if b is None else y + b
+
+
+def _conv_transpose_scratch(x, w, strides, crops):
+  ndim = len(strides)
+  window = w.shape[:ndim]
+  zero = jnp.zeros((), jnp.result_type(x, w))
+  y = None
+  for tap in itertools.product(*(range(f) for f in window)):
+    # Each pixel times this tap, placed at pixel * s + tap of the full output.
+    term = jnp.dot(x, w[tap], preferred_element_type=zero.dtype)
+    config = [(0, 0, 0)]
+    for k, f, s, (lo, hi) in zip(tap, window, strides, crops):
+      config.append((k - lo, f - 1 - k - hi, s - 1))
+    config.append((0, 0, 0))
+    term = lax.pad(term, zero, config)
+    y = term if y is None else y + term
+  return y
+
+
+def flops_conv(x_shape, w_shape, out_shape, groups: int = 1) -> int:
+  """Multiply-adds x 2 of a forward convolution (for GFLOP/s figures)."""
+  k = int(np.prod(w_shape[:-2]))
+  return 2 * int(np.prod(out_shape)) * k * (x_shape[-1] // groups)
+
+
+__all__ = ["conv", "depthwise_conv", "separable_conv", "conv_transpose",
+           "transpose_output_size", "window_taps", "flops_conv", "IMPLS"]

@@ -1,0 +1,82 @@
+"""Pooling, LRN and edge filters against direct formulas; scratch == xla."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnn_lab import ops
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=12)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3),
+       st.sampled_from(["SAME", "VALID", 0, 1]), st.booleans(), st.integers(0, 500))
+def test_pools_scratch_match_xla(ndim, f, s, padding, include_pad, seed):
+  if isinstance(padding, int) and padding > f // 2:
+    padding = 0
+  x = jax.random.normal(jax.random.key(seed), (2, *(5,) * ndim, 3))
+  pools = [(ops.max_pool, {}), (ops.avg_pool, dict(count_include_pad=include_pad))]
+
+  @functools.partial(jax.jit, static_argnums=1)
+  def values_and_grads(x, impl):
+    out = []
+    for pool, kw in pools:
+      f_x = lambda x: pool(x, f, s, padding, impl=impl, **kw)
+      out += [f_x(x), jax.grad(lambda x: jnp.sum(f_x(x) ** 2))(x)]
+    return out
+
+  for a, e in zip(values_and_grads(x, "scratch"), values_and_grads(x, "xla")):
+    np.testing.assert_allclose(a, e, **TOL)
+
+
+def test_pool_values_course_example():
+  x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+  np.testing.assert_array_equal(ops.max_pool(x, 2)[0, :, :, 0], [[5, 7], [13, 15]])
+  np.testing.assert_array_equal(ops.avg_pool(x, 2)[0, :, :, 0], [[2.5, 4.5], [10.5, 12.5]])
+  # SAME padding excludes padded zeros from the average by default
+  y = ops.avg_pool(jnp.ones((1, 3, 3, 1)), 2, 1, "SAME")
+  np.testing.assert_allclose(y, 1.0)
+  assert ops.global_avg_pool(x).shape == (1, 1)
+  assert float(ops.global_max_pool(x)[0, 0]) == 15.0
+
+
+def test_local_response_norm_matches_paper_formula():
+  x = np.asarray(jax.random.normal(jax.random.key(0), (2, 3, 3, 7)))
+  k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
+  ref = np.empty_like(x)
+  for c in range(7):
+    lo, hi = max(0, c - n // 2), min(6, c + n // 2)
+    ref[..., c] = x[..., c] / (k + alpha * np.sum(x[..., lo:hi + 1] ** 2, -1)) ** beta
+  np.testing.assert_allclose(ops.local_response_norm(x), ref, rtol=1e-6)
+  big = 100 * x  # the un-divided sum matters with large activations
+  ref_big = big[..., 3] / (k + alpha * np.sum(big[..., 1:6] ** 2, -1)) ** beta
+  np.testing.assert_allclose(ops.local_response_norm(big)[..., 3], ref_big, rtol=1e-5)
+
+
+def test_vertical_edge_detector_course_example():
+  img = jnp.concatenate([jnp.full((6, 3), 10.0), jnp.zeros((6, 3))], axis=1)
+  y = ops.detect_edges(img, "plain", "vertical")
+  np.testing.assert_array_equal(y, np.tile([0, 30, 30, 0], (4, 1)))
+  assert float(jnp.abs(ops.detect_edges(img, "plain", "horizontal")).max()) == 0
+  for name in ops.FILTERS:
+    k = ops.edge_filter(name)
+    assert k.shape == (3, 3) and k.sum() == 0
+    np.testing.assert_array_equal(ops.edge_filter(name, "horizontal"), k.T)
+  assert ops.edge_filter("sobel")[1, 0] == 2 and ops.edge_filter("scharr")[1, 0] == 10
+  mag = ops.detect_edges(jnp.ones((1, 6, 6, 3)), "sobel", "magnitude", impl="scratch")
+  assert mag.shape == (1, 4, 4, 3) and float(mag.max()) == 0
+
+
+def test_bad_filter_names():
+  with pytest.raises(ValueError, match="name: expected one of"):
+    ops.edge_filter("canny")
+  with pytest.raises(ValueError, match="orientation: expected one of"):
+    ops.detect_edges(jnp.ones((6, 6)), orientation="diagonal")
+  with pytest.raises(ValueError, match="window: expected values >= 1"):
+    ops.max_pool(jnp.ones((1, 4, 4, 1)), 0)
