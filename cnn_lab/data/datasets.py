@@ -1,0 +1,91 @@
+"""Datasets by name: embedded builders prepared offline on first use, or TFDS catalog ones.
+
+`load_source(name, split, data_dir)` returns a random-access source
+(`tfds.data_source`, array_record) of dicts with `image` `[H, W, C]` uint8 and
+`label` int. Switching from `digits` to `mnist` is a config value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
+from cnn_lab.ops._checks import fail
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cnn_lab", "tfds")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  train_split: str = "train"
+  eval_split: str = "test"
+  embedded: bool = False
+
+
+SPECS = {
+    "digits": DatasetSpec(10, (8, 8, 1), embedded=True),
+    "mnist": DatasetSpec(10, (28, 28, 1)),
+    "fashion_mnist": DatasetSpec(10, (28, 28, 1)),
+    "cifar10": DatasetSpec(10, (32, 32, 3)),
+}
+
+
+class DatasetUnavailableError(RuntimeError):
+  """A catalog dataset is neither prepared locally nor downloadable."""
+
+
+def data_dir_or_default(data_dir: str | None) -> str:
+  return data_dir or os.environ.get("CNN_LAB_DATA_DIR") or DEFAULT_DATA_DIR
+
+
+def spec(name: str) -> DatasetSpec:
+  if name not in SPECS:
+    raise fail("dataset", f"one of {sorted(SPECS)} (embedded: "
+               f"{sorted(n for n, s in SPECS.items() if s.embedded)})", name)
+  return SPECS[name]
+
+
+def _network_reachable(host: str = "storage.googleapis.com", timeout: float = 3.0) -> str | None:
+  """None when `host` answers on 443, else the reason it does not."""
+  try:
+    socket.create_connection((host, 443), timeout=timeout).close()
+    return None
+  except OSError as e:
+    return f"{type(e).__name__}: {e}"
+
+
+def prepare(name: str, data_dir: str | None = None):
+  """Prepares `name` as array_record under `data_dir` if needed; returns the builder."""
+  spec(name)
+  data_dir = data_dir_or_default(data_dir)
+  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  if builder.is_prepared():
+    return builder
+  if not spec(name).embedded:
+    reason = _network_reachable()
+    if reason is not None:
+      # TFDS would retry each download for minutes; say it at once instead.
+      raise DatasetUnavailableError(
+          f"dataset '{name}' is not prepared in {data_dir} and cannot be downloaded "
+          f"({reason}); prepare it where there is network with `pip install "
+          f"'cnn_lab[tf]' && tfds build {name} --file_format=array_record "
+          f"--data_dir={data_dir}` and copy the folder here, or use dataset='digits'")
+  logging.info("Preparing dataset %s in %s", name, data_dir)
+  builder.download_and_prepare(file_format="array_record")
+  return builder
+
+
+def load_source(name: str, split: str, data_dir: str | None = None):
+  """A random-access source of `{"image": uint8 [H, W, C], "label": int}` for one split."""
+  builder = prepare(name, data_dir)
+  if split not in builder.info.splits:
+    raise fail("split", f"one of {sorted(builder.info.splits)}", split)
+  return tfds.data_source(name, split=split, data_dir=data_dir_or_default(data_dir),
+                          download=False, builder_kwargs=dict(file_format="array_record"))
