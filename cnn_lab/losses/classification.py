@@ -1,0 +1,27 @@
+"""Classification losses."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, mask=None):
+  """Mean softmax cross-entropy from logits.
+
+  Args:
+    logits: `[N, K]`. labels: int `[N]`.
+    label_smoothing: eps; the target is (1 - eps) one-hot + eps / K.
+    mask: optional bool `[N]`; masked-out examples do not count.
+  Returns:
+    scalar mean over counted examples (0 when none count).
+  """
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(labels, num_classes)
+  if label_smoothing:
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+  per_example = -jnp.sum(targets * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+  if mask is None:
+    return jnp.mean(per_example)
+  mask = mask.astype(per_example.dtype)
+  return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)

@@ -1,0 +1,1 @@
+"""Train state, pure steps, the loop, checkpoints, metrics writers, mesh helpers."""

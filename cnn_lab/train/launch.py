@@ -1,0 +1,68 @@
+"""What the absl entrypoints share: config loading, override-key checks, the run wrapper."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import ml_collections
+from absl import app
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """`path/to/config.py[:preset,...]` -> `get_config(preset)`, as config_flags reads it."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise ValueError(f"config: expected an existing config file, received {path!r}")
+  module_spec = importlib.util.spec_from_file_location("_cnn_lab_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """All dotted leaf keys of a config, sorted."""
+  keys = []
+  for k, v in config.items():
+    name = f"{prefix}{k}"
+    keys += flat_keys(v, name + ".") if isinstance(v, ml_collections.ConfigDict) else [name]
+  return sorted(keys)
+
+
+def check_override_keys(config: ml_collections.ConfigDict, argv: list[str],
+                        flag: str = "config") -> None:
+  """Raises a one-line error for a `--config.a.b=...` whose key the config lacks."""
+  valid = flat_keys(config)
+  for arg in argv:
+    if not arg.startswith(f"--{flag}."):
+      continue
+    key = arg[len(flag) + 3:].split("=", 1)[0]
+    if key not in valid and not any(v.startswith(key + ".") for v in valid):
+      parent = key.rpartition(".")[0]
+      near = [v for v in valid if v.startswith(parent + ".")] if parent else valid
+      raise ValueError(f"--{flag}.{key}: unknown config key; valid keys"
+                       f"{' under ' + parent if parent and near else ''}: "
+                       f"{', '.join(near or valid)}")
+
+
+def quiet_library_logs() -> None:
+  """Keeps orbax's per-save INFO chatter out of our log; its warnings still show."""
+  import logging as std_logging
+
+  from absl import logging
+  logging.get_absl_handler().addFilter(
+      lambda r: r.levelno >= std_logging.WARNING or "/orbax/" not in r.pathname)
+
+
+def run(main, argv: list[str] | None = None, flag: str = "config") -> None:
+  """`absl.app.run(main)`, after checking config override keys with a clear message."""
+  quiet_library_logs()
+  argv = list(sys.argv if argv is None else argv)
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag}=")), None)
+  if spec is not None:
+    try:
+      check_override_keys(load_config(spec), argv, flag)
+    except ValueError as e:
+      sys.exit(f"error: {e}")
+  app.run(main, argv=argv)

@@ -1,0 +1,231 @@
+"""The training loop shared by every task: build, resume, train, evaluate, checkpoint, log.
+
+`train_and_evaluate(config, workdir)` is all `experiments/train.py` calls. A run
+killed at any point and relaunched with the same command resumes from its last
+checkpoint and ends with the same parameters as an uninterrupted run: the
+checkpoint holds params, batch statistics, optimizer state, step, RNG and the
+data-iterator position, and all randomness derives from (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from cnn_lab.data import datasets
+from cnn_lab.data.pipeline import InMemorySource, Preprocess, eval_dataset, train_dataset
+from cnn_lab.eval import evaluate_classification
+from cnn_lab.models import create_model
+from cnn_lab.ops._checks import fail
+from cnn_lab.train import mesh as mesh_lib
+from cnn_lab.train.checkpoint import Checkpointer, abstract_like
+from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
+from cnn_lab.train.optim import make_optimizer
+from cnn_lab.train.state import create_train_state
+from cnn_lab.train.steps import make_eval_step, make_train_step
+from cnn_lab.train.tasks import make_task
+from cnn_lab.viz import plot_curves
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or inf; the run stopped before saving it."""
+
+
+def ensure_writable(workdir: str) -> str:
+  """Creates `workdir` if needed and proves it writable, or says why it is not."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test.{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise fail("workdir", f"a writable directory ({type(e).__name__}: {e.strerror or e})",
+               workdir) from None
+  return workdir
+
+
+class _StopFlag:
+  """Turns SIGTERM into a request to checkpoint and exit at the next step boundary."""
+
+  def __init__(self):
+    self.requested = False
+    self.previous = None
+
+  def __enter__(self):
+    try:
+      self.previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      self.previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self.previous is not None:
+      signal.signal(signal.SIGTERM, self.previous)
+
+
+def _summarise(pending: list[dict]) -> dict:
+  """Means of the per-step metrics since the last report; `nonfinite` is a count."""
+  host = jax.device_get(pending)
+  out = {}
+  for key in host[0]:
+    values = np.array([m[key] for m in host], np.float64)
+    if key == "nonfinite":
+      out[key] = float(values.sum())
+    elif key == "learning_rate":
+      out[key] = float(values[-1])
+    else:
+      out[f"train/{key}"] = float(values.mean())
+  return out
+
+
+def _data(config, mesh):
+  """Sources, pipelines and the number of training steps."""
+  cfg = config.dataset
+  spec = datasets.spec(cfg.name)
+  data_dir = cfg.data_dir or None
+  source = lambda split: datasets.load_source(cfg.name, split, data_dir)
+  train_src, eval_src = source(spec.train_split), source(spec.eval_split)
+  if cfg.cache:
+    train_src, eval_src = InMemorySource(train_src), InMemorySource(eval_src)
+  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+  mesh_lib.check_batch_divides(config.batch_size, mesh)
+  mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
+  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  train = train_dataset(train_src, global_batch=config.batch_size, seed=config.seed,
+                        preprocess=preprocess, **hosts)
+  evaluation = eval_dataset(eval_src, global_batch=config.eval_batch_size,
+                            preprocess=preprocess, **hosts)
+  steps_per_epoch = len(train_src) // config.batch_size
+  total = config.num_train_steps if config.num_train_steps > 0 else \
+      int(round(config.num_epochs * steps_per_epoch))
+  return spec, train, evaluation, total
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics."""
+  workdir = ensure_writable(workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  mesh = mesh_lib.make_mesh()
+  spec, train_ds, eval_ds, total_steps = _data(config, mesh)
+
+  model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
+  model = create_model(config.model.name, rngs=nnx.Rngs(config.seed),
+                       num_classes=spec.num_classes, in_channels=spec.image_shape[-1],
+                       input_size=config.dataset.image_size, **model_kwargs)
+  tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
+  graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
+  del model
+  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
+  state = jax.device_put(state, repl)
+  data_iter = iter(train_ds.to_iter_dataset())
+
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
+                              max_to_keep=config.keep_checkpoints)
+  restored = checkpointer.restore(abstract_like(state))
+  if restored is not None:
+    state, data_state, saved_step = restored
+    data_iter.set_state(data_state)
+    logging.info("Resumed from the checkpoint at step %d.", saved_step)
+  step = int(state.step)
+  last_saved = step
+
+  task = make_task(config)
+  train_step = jax.jit(make_train_step(graphdef, tx, task, schedule),
+                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                       donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
+                      out_shardings=repl)
+
+  writer = MetricsWriter(workdir, resume_step=step)
+  progress = Progress(total_steps, step, config.log_every_steps)
+  logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
+               config.model.name, config.dataset.name, total_steps, config.batch_size,
+               mesh.size, jax.default_backend())
+  pending, final = [], {}
+  checked_step = step  # every step up to here had a finite loss
+
+  def check_finite(summary: dict, upto: int) -> None:
+    nonlocal checked_step
+    if summary.get("nonfinite", 0):
+      good = checkpointer.latest_step()
+      raise NonFiniteLossError(
+          f"the training loss became NaN or inf between steps {checked_step + 1} and {upto}; "
+          f"stopped without saving. Last good checkpoint: "
+          f"{'none' if good is None else f'step {good}'} in {checkpointer.directory}. "
+          "Lower the learning rate or add gradient clipping (optimizer.grad_clip_norm).")
+    checked_step = upto
+
+  def flush() -> dict:
+    nonlocal pending
+    if not pending:
+      return {}
+    summary = _summarise(pending)
+    pending = []
+    check_finite(summary, step)
+    summary.pop("nonfinite")
+    return summary
+
+  def save() -> None:
+    nonlocal last_saved
+    flush_and_log()
+    checkpointer.save(step, state, data_iter.get_state())
+    last_saved = step
+
+  def flush_and_log() -> None:
+    summary = flush()
+    if summary:
+      writer.write(step, summary)
+      final.update(summary)
+      writer.write(step, {"perf/steps_per_sec": progress.update(step, summary)},
+                   to_jsonl=False)
+
+  try:
+    with _StopFlag() as stop:
+      start = time.perf_counter()
+      while step < total_steps and not stop.requested:
+        batch = mesh_lib.global_batch(next(data_iter), mesh)
+        state, metrics = train_step(state, batch)
+        pending.append(metrics)
+        step += 1
+        if step % config.log_every_steps == 0:
+          flush_and_log()
+        if step % config.eval_every_steps == 0 or step == total_steps:
+          flush_and_log()
+          batches = (mesh_lib.global_batch(b, mesh) for b in eval_ds)
+          results = dict(evaluate_classification(eval_step, state, batches))
+          writer.write(step, results)
+          final.update(results)
+          logging.info("step %d  %s", step, "  ".join(f"{k}={v:.4f}" for k, v in
+                                                        results.items()))
+        if step % config.checkpoint_every_steps == 0 or step == total_steps:
+          save()
+      if step != last_saved:  # stopped early by SIGTERM
+        save()
+      elapsed = time.perf_counter() - start
+  finally:
+    progress.close()
+    writer.close()
+    checkpointer.close()
+  if jax.process_index() == 0:
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    plot_curves(records, os.path.join(workdir, "curves.png"),
+                f"{config.model.name} on {config.dataset.name}")
+  logging.info("Stopped at step %d/%d after %.1fs of training.", step, total_steps, elapsed)
+  return {"step": step, **final}

@@ -1,0 +1,38 @@
+"""The train state: one pytree with everything a resumed run needs besides the data iterator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+
+@struct.dataclass
+class TrainState:
+  """step: int32 `[]`; params / batch_stats: nnx.State; opt_state: optax state;
+  rng: uint32 `[2]` raw key data (so checkpoints hold plain arrays)."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+  def key(self):
+    return jax.random.wrap_key_data(self.rng)
+
+
+def split_model(model: nnx.Module):
+  """-> (graphdef, params, batch_stats). Models keep no other state (RNGs are passed in)."""
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+  return graphdef, params, batch_stats
+
+
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng) -> tuple:
+  """-> (graphdef, TrainState) with step 0 and a fresh optimizer state."""
+  graphdef, params, batch_stats = split_model(model)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                     opt_state=tx.init(params), rng=jax.random.key_data(rng))
+  return graphdef, state

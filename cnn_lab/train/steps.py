@@ -1,0 +1,53 @@
+"""Pure train and eval steps of `(state, batch)`, over a graphdef closed over at build time.
+
+They run under `jax.jit` with explicit shardings (see `cnn_lab.train.mesh`); the
+model is rebuilt with `nnx.merge` inside the trace, so the hot loop does no
+Python graph traversal.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from cnn_lab.train.state import TrainState
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=None):
+  """-> train_step(state, batch) -> (state, metrics), metrics scalars incl. `nonfinite`."""
+
+  def train_step(state: TrainState, batch: dict):
+    key = jax.random.fold_in(state.key(), state.step)  # same step, same randomness
+    k_aug, k_dropout = jax.random.split(key)
+    batch = task.augment(batch, k_aug)
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, state.batch_stats)
+      outputs = model(batch["image"], train=True, rngs=nnx.Rngs(dropout=k_dropout))
+      loss, metrics = task.loss(outputs, batch)
+      return loss, (metrics, nnx.state(model, nnx.BatchStat))
+
+    (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "nonfinite": jnp.logical_not(jnp.isfinite(loss)).astype(jnp.int32)}
+    if schedule is not None:
+      metrics["learning_rate"] = schedule(state.step)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(graphdef, task):
+  """-> eval_step(state, batch) -> per-batch sums (masked examples excluded)."""
+
+  def eval_step(state: TrainState, batch: dict):
+    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    return task.eval_sums(model(batch["image"], train=False), batch)
+
+  return eval_step

@@ -1,0 +1,5 @@
+"""Figures a person can open: curves, images, filters."""
+
+from cnn_lab.viz.curves import plot_curves
+
+__all__ = ["plot_curves"]

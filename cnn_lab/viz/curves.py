@@ -1,0 +1,32 @@
+"""Loss and accuracy curves from metrics.jsonl records."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(records: list[dict], path: str, title: str = "") -> str:
+  """Two panels, loss and accuracy, train and eval against step; writes a PNG at `path`."""
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for ax, metric in zip(axes, ("loss", "accuracy")):
+    for split, style, label in (("train", "-", "train (objective, augmented)"),
+                                ("eval", "o-", "eval")):
+      key = f"{split}/{metric}"
+      points = [(r["step"], r[key]) for r in records if key in r]
+      if points:
+        steps, values = zip(*points)
+        ax.plot(steps, values, style, label=label, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  axes[1].set_ylim(top=1.0)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
