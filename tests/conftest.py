@@ -9,3 +9,14 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory):
+  """One fresh TFDS data dir per test session: the embedded datasets are built from scratch."""
+  path = str(tmp_path_factory.mktemp("tfds"))
+  os.environ["CNN_LAB_DATA_DIR"] = path
+  return path

@@ -41,10 +41,24 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
         return restored["state"], restored["data"], step
       except Exception as e:  # noqa: BLE001  (any unreadable file: fall back, say why)
-        logging.warning("Checkpoint at step %d in %s is unreadable (%s: %s); trying the "
-                        "previous one.", step, self.directory, type(e).__name__,
-                        str(e).splitlines()[0] if str(e) else "")
+        aside = self._set_aside(step)
+        logging.warning("Checkpoint at step %d in %s is unreadable (%s: %s); moved it to %s "
+                        "and trying the previous one.", step, self.directory,
+                        type(e).__name__, str(e).splitlines()[0] if str(e) else "", aside)
     return None
+
+  def _set_aside(self, step: int) -> str:
+    """Renames an unreadable step folder (kept for inspection) so the step can be saved again."""
+    source = os.path.join(self.directory, str(step))
+    target = f"{source}.unreadable"
+    suffix = 0
+    while os.path.exists(target):
+      suffix += 1
+      target = f"{source}.unreadable{suffix}"
+    if jax.process_index() == 0:
+      os.rename(source, target)
+    self.manager.reload()
+    return target
 
   def close(self) -> None:
     self.manager.close()

@@ -79,11 +79,10 @@ class _StopFlag:
 
 
 def _summarise(pending: list[dict]) -> dict:
-  """Means of the per-step metrics since the last report; `nonfinite` is a count."""
-  host = jax.device_get(pending)
+  """Means of the per-step host metrics since the last report; `nonfinite` is a count."""
   out = {}
-  for key in host[0]:
-    values = np.array([m[key] for m in host], np.float64)
+  for key in pending[0]:
+    values = np.array([m[key] for m in pending], np.float64)
     if key == "nonfinite":
       out[key] = float(values.sum())
     elif key == "learning_rate":
@@ -138,10 +137,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               max_to_keep=config.keep_checkpoints)
+  pending = []  # per-step metrics not yet logged; saved with checkpoints between log steps
   restored = checkpointer.restore(abstract_like(state))
   if restored is not None:
     state, data_state, saved_step = restored
-    data_iter.set_state(data_state)
+    data_iter.set_state(data_state["iterator"])
+    pending = data_state["pending_metrics"]
     logging.info("Resumed from the checkpoint at step %d.", saved_step)
   step = int(state.step)
   last_saved = step
@@ -158,34 +159,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
                config.model.name, config.dataset.name, total_steps, config.batch_size,
                mesh.size, jax.default_backend())
-  pending, final = [], {}
+  final = {}
   checked_step = step  # every step up to here had a finite loss
 
-  def check_finite(summary: dict, upto: int) -> None:
+  def check_finite(host_pending: list[dict]) -> None:
     nonlocal checked_step
-    if summary.get("nonfinite", 0):
+    if any(m["nonfinite"] for m in host_pending):
       good = checkpointer.latest_step()
       raise NonFiniteLossError(
-          f"the training loss became NaN or inf between steps {checked_step + 1} and {upto}; "
+          f"the training loss became NaN or inf between steps {checked_step + 1} and {step}; "
           f"stopped without saving. Last good checkpoint: "
           f"{'none' if good is None else f'step {good}'} in {checkpointer.directory}. "
           "Lower the learning rate or add gradient clipping (optimizer.grad_clip_norm).")
-    checked_step = upto
+    checked_step = step
+
+  def host_pending() -> list[dict]:
+    """Fetches the pending metrics (one sync) and proves every step's loss finite."""
+    nonlocal pending
+    pending = [{k: float(v) for k, v in m.items()} for m in jax.device_get(pending)]
+    check_finite(pending)
+    return pending
 
   def flush() -> dict:
     nonlocal pending
     if not pending:
       return {}
-    summary = _summarise(pending)
+    summary = _summarise(host_pending())
     pending = []
-    check_finite(summary, step)
     summary.pop("nonfinite")
     return summary
 
   def save() -> None:
     nonlocal last_saved
-    flush_and_log()
-    checkpointer.save(step, state, data_iter.get_state())
+    checkpointer.save(step, state, {"iterator": data_iter.get_state(),
+                                    "pending_metrics": host_pending()})
     last_saved = step
 
   def flush_and_log() -> None:

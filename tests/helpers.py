@@ -1,0 +1,50 @@
+"""Shared test helpers: small configs and reading back checkpoints."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from cnn_lab.train.launch import load_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "experiments", "configs", "lenet5_digits.py")
+
+
+def small_config(**overrides):
+  config = load_config(CONFIG + ":test")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def saved_state(workdir: str, step: int | None = None) -> dict:
+  """The raw arrays of a saved train state (latest step by default)."""
+  root = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(d) for d in os.listdir(root) if d.isdigit())
+  step = steps[-1] if step is None else step
+  return ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))
+
+
+def assert_trees_bitwise_equal(a, b) -> None:
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(la, lb):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def launcher(workdir: str, *flags: str, preset: str = "test") -> list[str]:
+  return [sys.executable, "-m", "experiments.train", f"--config={CONFIG}:{preset}",
+          f"--workdir={workdir}", *flags]
+
+
+def run_launcher(workdir: str, *flags: str, **kw) -> subprocess.CompletedProcess:
+  return subprocess.run(launcher(workdir, *flags), cwd=ROOT, capture_output=True, text=True,
+                        timeout=300, **kw)

@@ -1,0 +1,147 @@
+"""The training spine end to end on the :test preset: determinism, resume, failure modes."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_lab.train.loop import NonFiniteLossError, train_and_evaluate
+from tests.helpers import (ROOT, assert_trees_bitwise_equal, launcher, run_launcher,
+                           saved_state, small_config)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """One uninterrupted 40-step run, the yardstick for the others."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  result = train_and_evaluate(small_config(num_train_steps=40), workdir)
+  return workdir, result
+
+
+def read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def test_run_writes_its_outputs(reference):
+  workdir, result = reference
+  assert result["step"] == 40 and result["eval/count"] == 360  # every test image once
+  for name in ("config.json", "metrics.jsonl", "curves.png"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, "tensorboard"))
+  records = [json.loads(line) for line in read(os.path.join(workdir, "metrics.jsonl"))
+             .splitlines()]
+  assert all("step" in r for r in records)
+  assert any("eval/accuracy" in r for r in records)
+  assert any("train/loss" in r and "learning_rate" in r for r in records)
+  assert json.loads(read(os.path.join(workdir, "config.json")))["model"]["name"] == \
+      "lenet5_modern"
+
+
+def test_same_seed_gives_identical_metrics_and_params(reference, tmp_path):
+  workdir, _ = reference
+  train_and_evaluate(small_config(num_train_steps=40), str(tmp_path))
+  assert read(os.path.join(workdir, "metrics.jsonl")) == \
+      read(os.path.join(tmp_path, "metrics.jsonl"))
+  assert_trees_bitwise_equal(saved_state(workdir), saved_state(str(tmp_path)))
+
+
+def test_other_seed_differs(reference, tmp_path):
+  train_and_evaluate(small_config(num_train_steps=40, seed=1), str(tmp_path))
+  assert read(os.path.join(reference[0], "metrics.jsonl")) != \
+      read(os.path.join(tmp_path, "metrics.jsonl"))
+
+
+def _wait_for_checkpoint(workdir, proc, timeout=120):
+  root = os.path.join(workdir, "checkpoints")
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.isdir(root) and any(d.isdigit() for d in os.listdir(root)):
+      return
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.05)
+  raise TimeoutError("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_run_resumes_to_bitwise_identical_parameters(reference, tmp_path, sig):
+  """Kill the launcher mid-training, relaunch the same command: same parameters, same log."""
+  workdir = str(tmp_path)
+  flags = ["--config.num_train_steps=40"]
+  proc = subprocess.Popen(launcher(workdir, *flags), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(workdir, proc)
+  proc.send_signal(sig)
+  _, err = proc.communicate(timeout=120)
+  if sig == signal.SIGTERM:  # a clean exit after saving where it stood
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM received" in err
+  stopped_at = saved_state(workdir)["step"]
+  assert 0 < stopped_at < 40, "the kill must land mid-training"
+  done = run_launcher(workdir, *flags)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert f"Resumed from the checkpoint at step {stopped_at}" in done.stderr
+  assert_trees_bitwise_equal(saved_state(reference[0]), saved_state(workdir))
+  assert read(os.path.join(reference[0], "metrics.jsonl")) == \
+      read(os.path.join(workdir, "metrics.jsonl"))
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_previous(reference, tmp_path, caplog):
+  caplog.set_level(logging.INFO)
+  workdir = str(tmp_path)
+  train_and_evaluate(small_config(num_train_steps=40), workdir)
+  latest = os.path.join(workdir, "checkpoints", "40", "state")
+  for root, _, files in os.walk(latest):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+  result = train_and_evaluate(small_config(num_train_steps=40), workdir)
+  assert "Checkpoint at step 40" in caplog.text and "unreadable" in caplog.text
+  assert "Resumed from the checkpoint at step 30" in caplog.text
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "40.unreadable"))  # kept aside
+  assert result["step"] == 40
+  assert_trees_bitwise_equal(saved_state(reference[0]), saved_state(workdir))
+
+
+def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
+  # A learning rate that explodes at step 15, after the checkpoint at step 10.
+  config = small_config(**{"optimizer.name": "sgd", "schedule.name": "piecewise",
+                          "schedule.boundaries": (15,), "schedule.scales": (1e30,),
+                          "optimizer.learning_rate": 0.01, "checkpoint_every_steps": 10,
+                          "log_every_steps": 5})
+  with pytest.raises(NonFiniteLossError, match="NaN or inf .* Last good checkpoint: step 10"):
+    train_and_evaluate(config, str(tmp_path))
+  state = saved_state(str(tmp_path))
+  assert state["step"] == 10
+  leaves = [np.asarray(v) for v in jax.tree.leaves(state["params"])]
+  assert all(np.isfinite(v).all() for v in leaves)
+
+
+def test_workdir_that_is_not_writable(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  with pytest.raises(ValueError, match="workdir: expected a writable directory"):
+    train_and_evaluate(small_config(), str(blocker / "run"))
+
+
+def test_unknown_config_key_lists_valid_keys(tmp_path):
+  done = run_launcher(str(tmp_path), "--config.optimizer.learnin_rate=0.1")
+  assert done.returncode != 0
+  last = done.stderr.strip().splitlines()[-1]
+  assert "--config.optimizer.learnin_rate: unknown config key" in last
+  assert "optimizer.learning_rate" in last
+
+
+def test_override_and_unknown_names_in_config(tmp_path):
+  with pytest.raises(ValueError, match="dataset: expected one of .*'digits'"):
+    train_and_evaluate(small_config(**{"dataset.name": "imagenet2077"}), str(tmp_path))
+  with pytest.raises(ValueError, match="model: expected one of .*lenet5"):
+    train_and_evaluate(small_config(**{"model.name": "lenet6"}), str(tmp_path))
+  with pytest.raises(ValueError, match="optimizer.name: expected one of"):
+    train_and_evaluate(small_config(**{"optimizer.name": "adagrad"}), str(tmp_path))
