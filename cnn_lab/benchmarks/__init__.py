@@ -1,0 +1,1 @@
+"""Benchmarks: each suite yields rows (dicts); `experiments.benchmark` prints and saves them."""

@@ -1,0 +1,113 @@
+"""The digits builder, the grain pipelines and catalog-dataset failure modes."""
+
+import numpy as np
+import pytest
+
+from cnn_lab.data import datasets
+from cnn_lab.data.digits import split_indices
+from cnn_lab.data.pipeline import InMemorySource, Preprocess, eval_dataset, train_dataset
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return {s: InMemorySource(datasets.load_source("digits", s)) for s in ("train", "test")}
+
+
+def test_digits_builder_split_and_features(digits):
+  assert (len(digits["train"]), len(digits["test"])) == (1437, 360)
+  record = digits["train"][0]
+  assert record["image"].shape == (8, 8, 1) and record["image"].dtype == np.uint8
+  assert record["image"].max() <= 255
+  counts = np.bincount(digits["test"].arrays["label"], minlength=10)
+  assert counts.min() >= 35 and counts.max() <= 37  # stratified
+  idx = split_indices()
+  assert not set(idx["train"]) & set(idx["test"])
+  from sklearn.datasets import load_digits
+  raw = load_digits()
+  images = np.round(raw.images[idx["test"]] * 255 / 16).astype(np.uint8)
+  as_rows = lambda im, lab: sorted(zip(map(bytes, im.reshape(len(im), -1)), lab.tolist()))
+  assert as_rows(digits["test"].arrays["image"], digits["test"].arrays["label"]) == \
+      as_rows(images, raw.target[idx["test"]])
+
+
+def test_train_pipeline_is_deterministic_resumable_and_reshuffles(digits):
+  make = lambda seed: train_dataset(digits["train"], global_batch=64, seed=seed,
+                                    preprocess=Preprocess(32, 0.5, 0.5))
+  it = iter(make(0).to_iter_dataset())
+  first = [next(it) for _ in range(3)]
+  state = it.get_state()
+  after = next(it)
+  assert first[0]["image"].shape == (64, 32, 32, 1) and first[0]["image"].dtype == np.float32
+  assert first[0]["label"].dtype == np.int32
+  again = iter(make(0).to_iter_dataset())
+  np.testing.assert_array_equal(next(again)["label"], first[0]["label"])
+  resumed = iter(make(0).to_iter_dataset())
+  resumed.set_state(state)
+  np.testing.assert_array_equal(next(resumed)["image"], after["image"])
+  other = iter(make(1).to_iter_dataset())
+  assert not np.array_equal(next(other)["label"], first[0]["label"])
+  # one epoch is 22 batches; the second epoch is another permutation
+  labels = lambda epoch: np.concatenate([make(0)[epoch * 22 + i]["label"] for i in range(22)])
+  assert not np.array_equal(labels(0), labels(1))
+
+
+def test_hosts_read_disjoint_slices(digits):
+  batches = [train_dataset(digits["train"], global_batch=64, seed=0, preprocess=Preprocess(32),
+                           process_index=h, process_count=2)[0] for h in range(2)]
+  assert batches[0]["image"].shape == (32, 32, 32, 1)
+  with pytest.raises(ValueError, match="batch_size: expected a multiple of the number of hosts"):
+    train_dataset(digits["train"], global_batch=63, seed=0, preprocess=Preprocess(32),
+                  process_count=2)
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 4])
+def test_eval_counts_every_example_exactly_once(digits, hosts):
+  seen = []
+  for h in range(hosts):
+    for batch in eval_dataset(digits["test"], global_batch=128, preprocess=Preprocess(8),
+                              process_index=h, process_count=hosts):
+      assert batch["image"].shape[0] == 128 // hosts
+      seen.append(batch["image"][batch["mask"]])
+  seen = np.concatenate(seen)
+  assert len(seen) == 360
+  expected = digits["test"].arrays["image"].astype(np.float32) / 255
+  order = lambda a: a[np.lexsort(a.reshape(len(a), -1).T)]
+  np.testing.assert_allclose(order(seen), order(expected), atol=1e-6)
+
+
+def test_preprocess_resize_and_pad():
+  batch = {"image": np.full((2, 8, 8, 1), 255, np.uint8), "label": np.array([1, 2])}
+  out = Preprocess(32, 0.5, 0.5)(batch)
+  assert out["image"].shape == (2, 32, 32, 1)
+  np.testing.assert_allclose(out["image"], 1.0, atol=1e-6)
+  padded = Preprocess(12, method="pad")(batch)["image"]
+  assert padded.shape == (2, 12, 12, 1) and padded[0, 0, 0, 0] == 0 and padded[0, 2, 2, 0] == 1
+  with pytest.raises(ValueError, match="preprocess.method: expected 'resize' or 'pad'"):
+    Preprocess(32, method="crop")
+
+
+def test_unknown_dataset_lists_valid_names():
+  with pytest.raises(ValueError, match=r"dataset: expected one of \[.*'digits'.*'mnist'.*\] \(embedded.*, "
+                     r"received 'mnsit'"):
+    datasets.load_source("mnsit", "train")
+
+
+def test_catalog_dataset_offline_fails_at_once_in_one_line(monkeypatch, tmp_path):
+  monkeypatch.setattr(datasets, "_network_reachable",
+                      lambda *a, **k: "gaierror: Name or service not known")
+  with pytest.raises(datasets.DatasetUnavailableError) as info:
+    datasets.load_source("mnist", "train", str(tmp_path))
+  message = str(info.value)
+  assert "\n" not in message
+  assert "dataset 'mnist' is not prepared" in message and "cannot be downloaded" in message
+  assert "tfds build mnist" in message
+
+
+def test_catalog_builder_and_feature_spec_offline(tmp_path):
+  """The mnist path as far as it goes offline: its builder, features and our spec agree."""
+  import tensorflow_datasets as tfds
+  builder = tfds.builder("mnist", data_dir=str(tmp_path), file_format="array_record")
+  features = builder.info.features
+  assert features["image"].shape == datasets.spec("mnist").image_shape
+  assert features["label"].num_classes == datasets.spec("mnist").num_classes
+  assert not builder.is_prepared()

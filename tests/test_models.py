@@ -1,0 +1,80 @@
+"""Published parameter counts (with jax.eval_shape: nothing is allocated) and shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cnn_lab import nn
+from cnn_lab.models import create_model, list_models, param_count
+from cnn_lab.models.lenet import C3_TABLE
+
+
+def layer_counts(model):
+  state = nnx.state(model, nnx.Param)
+  return {name: int(sum(np.prod(v.shape) for v in jax.tree.leaves(sub)))
+          for name, sub in state.items()}
+
+
+def test_lenet5_classic_has_60000_parameters_before_the_output_layer():
+  model = nnx.eval_shape(lambda: create_model("lenet5", rngs=nnx.Rngs(0)))
+  counts = layer_counts(model)
+  assert counts == {"c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48120, "f6": 10164,
+                    "output": 850}
+  assert sum(counts.values()) - counts["output"] == 60_000
+  assert len(C3_TABLE) == 16 and sum(map(len, C3_TABLE)) == 60
+
+
+def test_cnn_example_counts_match_the_course_table():
+  model = nnx.eval_shape(lambda: create_model("cnn_example", rngs=nnx.Rngs(0)))
+  assert layer_counts(model) == {"conv1": 608, "conv2": 3216, "fc3": 48120, "fc4": 10164,
+                                 "output": 850}
+
+
+def test_lenet5_modern_count_and_forward_shapes():
+  assert param_count("lenet5_modern") == 156 + 2416 + 48120 + 10164 + 850
+  for name in list_models():
+    model = create_model(name, rngs=nnx.Rngs(0), in_channels=3, num_classes=7)
+    assert model(jnp.ones((2, 32, 32, 3))).shape == (2, 7)
+
+
+def test_c3_connections_are_sparse_and_trainable():
+  model = create_model("lenet5", rngs=nnx.Rngs(0))
+  kernel = model.c3.dense_kernel()
+  connected = np.asarray(jnp.any(kernel != 0, axis=(0, 1)))
+  for j, inputs in enumerate(C3_TABLE):
+    assert set(np.flatnonzero(connected[:, j])) == set(inputs)
+
+
+@pytest.mark.parametrize("impl", ["xla", "scratch"])
+def test_impl_switch_gives_the_same_model(impl):
+  a = create_model("lenet5", rngs=nnx.Rngs(0), impl="xla")
+  b = create_model("lenet5", rngs=nnx.Rngs(0), impl=impl)
+  x = jax.random.normal(jax.random.key(0), (3, 32, 32, 1))
+  np.testing.assert_allclose(a(x), b(x), rtol=1e-5, atol=1e-5)
+
+
+def test_input_too_small_and_unknown_model():
+  with pytest.raises(ValueError, match=r"input_size: expected >= 32 .*received 28"):
+    create_model("lenet5", rngs=nnx.Rngs(0), input_size=28)
+  with pytest.raises(ValueError, match=r"model: expected one of \['cnn_example', 'lenet5'"):
+    create_model("lenet-5", rngs=nnx.Rngs(0))
+
+
+def test_layers():
+  rngs = nnx.Rngs(0)
+  x = jnp.ones((2, 9, 9, 4))
+  assert nn.Conv(4, 6, 3, stride=2, padding="SAME", rngs=rngs)(x).shape == (2, 5, 5, 6)
+  assert nn.Conv(4, 6, (3,), rngs=rngs)(jnp.ones((2, 9, 4))).shape == (2, 9, 6)
+  assert nn.Conv(4, 6, 3, groups=2, rngs=rngs).kernel.shape == (3, 3, 2, 6)
+  assert nn.DepthwiseConv(4, 3, multiplier=2, rngs=rngs)(x).shape == (2, 9, 9, 8)
+  assert nn.ConvTranspose(4, 3, 3, stride=2, rngs=rngs)(x).shape == (2, 18, 18, 3)
+  assert nn.MaxPool(2)(x).shape == (2, 4, 4, 4)
+  assert nn.AvgPool(3, 1, "SAME")(x).shape == x.shape
+  assert nn.LRN()(x).shape == x.shape
+  assert nn.Conv(4, 6, 3, dtype=jnp.bfloat16, rngs=rngs)(x).dtype == jnp.bfloat16
+  with pytest.raises(ValueError, match=r"x.shape\[-1\]: expected in_features = 5"):
+    nn.Dense(5, 2, rngs=rngs)(jnp.ones((2, 4)))
+  with pytest.raises(ValueError, match="activation: expected one of"):
+    nn.activation("relu7")
