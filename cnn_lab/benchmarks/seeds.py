@@ -1,0 +1,37 @@
+"""Runs the launcher once per seed, each in a fresh process with a fresh data dir, so the
+wall time includes everything a user waits for: imports, data build, compilation, training."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from cnn_lab.train.metrics import read_metrics
+
+
+def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str]) -> dict:
+  """One launch; returns the final eval metrics and the wall seconds."""
+  with tempfile.TemporaryDirectory() as data_dir:
+    env = {**os.environ, "CNN_LAB_DATA_DIR": data_dir}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "experiments.train", f"--config={config}",
+                           f"--workdir={workdir}", f"--config.seed={seed}", *extra_flags],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+  if done.returncode:
+    raise RuntimeError(f"seed {seed} failed:\n{done.stderr[-3000:]}")
+  final = {}
+  for record in read_metrics(os.path.join(workdir, "metrics.jsonl")):
+    final.update({k: v for k, v in record.items() if k.startswith("eval/")})
+  return {"seed": seed, "wall_s": wall, **final}
+
+
+def summary(rows: list[dict], key: str = "eval/accuracy") -> dict:
+  values = [r[key] for r in rows]
+  return {"seed": "mean", key: statistics.mean(values),
+          "wall_s": statistics.mean(r["wall_s"] for r in rows),
+          "min_" + key: min(values), "max_wall_s": max(r["wall_s"] for r in rows)}
