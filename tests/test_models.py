@@ -55,6 +55,14 @@ def test_impl_switch_gives_the_same_model(impl):
   np.testing.assert_allclose(a(x), b(x), rtol=1e-5, atol=1e-5)
 
 
+def test_wrong_channel_count_names_the_channels():
+  model = create_model("lenet5_modern", rngs=nnx.Rngs(0), in_channels=1)
+  with pytest.raises(ValueError, match=r"x.shape\[-1\] \(channels\): expected 1.*received 3"):
+    model(jnp.ones((2, 32, 32, 3)))
+  with pytest.raises(ValueError, match=r"x.shape\[-1\] \(channels\): expected 4"):
+    nn.ConvTranspose(4, 2, 3, rngs=nnx.Rngs(0))(jnp.ones((1, 5, 5, 3)))
+
+
 def test_input_too_small_and_unknown_model():
   with pytest.raises(ValueError, match=r"input_size: expected >= 32 .*received 28"):
     create_model("lenet5", rngs=nnx.Rngs(0), input_size=28)

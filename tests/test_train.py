@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -145,3 +146,37 @@ def test_override_and_unknown_names_in_config(tmp_path):
     train_and_evaluate(small_config(**{"model.name": "lenet6"}), str(tmp_path))
   with pytest.raises(ValueError, match="optimizer.name: expected one of"):
     train_and_evaluate(small_config(**{"optimizer.name": "adagrad"}), str(tmp_path))
+
+
+def test_batch_statistics_are_carried_in_the_train_state():
+  """A BatchNorm model: the step updates running statistics, eval uses them."""
+  import optax
+  from flax import nnx
+
+  from cnn_lab import nn as cnn_nn
+  from cnn_lab.train.state import create_train_state
+  from cnn_lab.train.steps import make_eval_step, make_train_step
+  from cnn_lab.train.tasks import Classification
+
+  class Tiny(nnx.Module):
+    def __init__(self, rngs):
+      self.conv = cnn_nn.Conv(1, 4, 3, rngs=rngs)
+      self.bn = cnn_nn.BatchNorm(4, momentum=0.5, rngs=rngs)
+      self.out = cnn_nn.Dense(4, 3, rngs=rngs)
+
+    def __call__(self, x, *, train=False, rngs=None):
+      x = self.bn(self.conv(x), use_running_average=not train)
+      return self.out(x.mean(axis=(1, 2)))
+
+  tx = optax.sgd(0.1)
+  graphdef, state = create_train_state(Tiny(nnx.Rngs(0)), tx, jax.random.key(0))
+  batch = {"image": jax.random.normal(jax.random.key(1), (8, 6, 6, 1)) * 3 + 2,
+           "label": jnp.arange(8) % 3, "mask": jnp.ones(8, bool)}
+  step = jax.jit(make_train_step(graphdef, tx, Classification()))
+  new_state, metrics = step(state, batch)
+  before = jax.tree.leaves(state.batch_stats)
+  after = jax.tree.leaves(new_state.batch_stats)
+  assert before and any(not np.allclose(a, b) for a, b in zip(before, after))
+  assert int(new_state.step) == 1 and int(metrics["nonfinite"]) == 0
+  sums = jax.jit(make_eval_step(graphdef, Classification()))(new_state, batch)
+  assert float(sums["count"]) == 8

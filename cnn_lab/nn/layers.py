@@ -19,6 +19,12 @@ default_kernel_init = nnx.initializers.lecun_normal()
 zeros = nnx.initializers.zeros_init()
 
 
+def _check_channels(x, expected: int) -> None:
+  if x.ndim < 3 or x.shape[-1] != expected:
+    raise fail("x.shape[-1] (channels)", f"{expected}, with x as [N, *spatial, C]",
+               x.shape[-1] if x.ndim else x.shape)
+
+
 def _cast(dtype, *arrays):
   return arrays if dtype is None else tuple(None if a is None else a.astype(dtype)
                                             for a in arrays)
@@ -51,6 +57,7 @@ class Conv(nnx.Module):
     self.impl, self.dtype = impl, dtype
 
   def __call__(self, x):
+    _check_channels(x, self.in_features)
     b = None if self.bias is None else self.bias[...]
     x, w, b = _cast(self.dtype, x, self.kernel[...], b)
     return ops.conv(x, w, b, stride=self.stride, padding=self.padding,
@@ -70,10 +77,12 @@ class DepthwiseConv(nnx.Module):
     self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
     self.bias = nnx.Param(bias_init(rngs.params(), (features * multiplier,), param_dtype)) \
         if use_bias else None
+    self.in_features = features
     self.stride, self.padding, self.dilation = stride, padding, dilation
     self.impl, self.dtype = impl, dtype
 
   def __call__(self, x):
+    _check_channels(x, self.in_features)
     b = None if self.bias is None else self.bias[...]
     x, w, b = _cast(self.dtype, x, self.kernel[...], b)
     return ops.depthwise_conv(x, w, b, stride=self.stride, padding=self.padding,
@@ -97,10 +106,12 @@ class ConvTranspose(nnx.Module):
     self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
     self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) \
         if use_bias else None
+    self.in_features = in_features
     self.stride, self.padding, self.output_padding = stride, padding, output_padding
     self.impl, self.dtype = impl, dtype
 
   def __call__(self, x):
+    _check_channels(x, self.in_features)
     b = None if self.bias is None else self.bias[...]
     x, w, b = _cast(self.dtype, x, self.kernel[...], b)
     return ops.conv_transpose(x, w, b, stride=self.stride, padding=self.padding,

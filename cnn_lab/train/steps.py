@@ -23,14 +23,16 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
     k_aug, k_dropout = jax.random.split(key)
     batch = task.augment(batch, k_aug)
 
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, state.batch_stats)
+    def loss_fn(params, batch_stats):
+      # copy=True: fresh Variables at this trace level, so BatchNorm may update its
+      # statistics under jax.grad (flax >= 0.11.2 reuses the outer ones otherwise).
+      model = nnx.merge(graphdef, params, batch_stats, copy=True)
       outputs = model(batch["image"], train=True, rngs=nnx.Rngs(dropout=k_dropout))
       loss, metrics = task.loss(outputs, batch)
       return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+        state.params, state.batch_stats)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "nonfinite": jnp.logical_not(jnp.isfinite(loss)).astype(jnp.int32)}
@@ -47,7 +49,7 @@ def make_eval_step(graphdef, task):
   """-> eval_step(state, batch) -> per-batch sums (masked examples excluded)."""
 
   def eval_step(state: TrainState, batch: dict):
-    model = nnx.merge(graphdef, state.params, state.batch_stats)
+    model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
     return task.eval_sums(model(batch["image"], train=False), batch)
 
   return eval_step
