@@ -86,3 +86,18 @@ def test_layers():
     nn.Dense(5, 2, rngs=rngs)(jnp.ones((2, 4)))
   with pytest.raises(ValueError, match="activation: expected one of"):
     nn.activation("relu7")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_splits_and_trains_one_step(name):
+  import optax
+
+  from cnn_lab.train.state import create_train_state
+  from cnn_lab.train.steps import make_train_step
+  from cnn_lab.train.tasks import Classification
+  model = create_model(name, rngs=nnx.Rngs(0), in_channels=1, num_classes=10)
+  tx = optax.adam(1e-3)
+  graphdef, state = create_train_state(model, tx, jax.random.key(0))
+  batch = {"image": jnp.ones((4, 32, 32, 1)), "label": jnp.arange(4)}
+  new_state, metrics = jax.jit(make_train_step(graphdef, tx, Classification()))(state, batch)
+  assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))

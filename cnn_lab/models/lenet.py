@@ -66,8 +66,9 @@ class SparseConv(nnx.Module):
 
   def __init__(self, in_features: int, table, kernel_size: int = 5, *, impl: str = "xla",
                rngs: nnx.Rngs):
-    self.in_idx = np.array([i for t in table for i in t])
-    self.out_idx = np.array([j for j, t in enumerate(table) for _ in t])
+    # Static tuples, not arrays: NNX would count arrays as state.
+    self.in_idx = tuple(i for t in table for i in t)
+    self.out_idx = tuple(j for j, t in enumerate(table) for _ in t)
     self.shape = (kernel_size, kernel_size, in_features, len(table))
     fan_in = np.array([len(table[j]) for j in self.out_idx]) * kernel_size ** 2
     std = 1.0 / np.sqrt(fan_in)  # LeCun normal init per connection's own fan-in
@@ -79,7 +80,8 @@ class SparseConv(nnx.Module):
 
   def dense_kernel(self):
     k = self.kernel[...]
-    return jnp.zeros(self.shape, k.dtype).at[:, :, self.in_idx, self.out_idx].set(k)
+    return jnp.zeros(self.shape, k.dtype).at[:, :, np.array(self.in_idx),
+                                             np.array(self.out_idx)].set(k)
 
   def __call__(self, x):
     return ops.conv(x, self.dense_kernel(), self.bias[...], impl=self.impl)
