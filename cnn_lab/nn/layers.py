@@ -25,12 +25,29 @@ def _check_channels(x, expected: int) -> None:
                x.shape[-1] if x.ndim else x.shape)
 
 
-def _cast(dtype, *arrays):
-  return arrays if dtype is None else tuple(None if a is None else a.astype(dtype)
-                                            for a in arrays)
+class _KernelLayer(nnx.Module):
+  """A kernel, an optional bias, the input-channel check and the compute-dtype cast."""
+
+  def _init_params(self, in_features: int, kernel_shape, out_features: int, use_bias: bool,
+                   kernel_init, bias_init, dtype, param_dtype, rngs: nnx.Rngs) -> None:
+    self.kernel = nnx.Param(kernel_init(rngs.params(), tuple(kernel_shape), param_dtype))
+    self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) \
+        if use_bias else None
+    self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+
+  def _operands(self, x, check_rank: bool = True):
+    """-> (x, kernel, bias or None), checked and cast to the compute dtype."""
+    if check_rank:
+      _check_channels(x, self.in_features)
+    elif x.shape[-1] != self.in_features:
+      raise fail("x.shape[-1]", f"in_features = {self.in_features}", x.shape[-1])
+    arrays = (x, self.kernel[...], None if self.bias is None else self.bias[...])
+    if self.dtype is None:
+      return arrays
+    return tuple(None if a is None else a.astype(self.dtype) for a in arrays)
 
 
-class Conv(nnx.Module):
+class Conv(_KernelLayer):
   """Convolution layer: `[N, *spatial, in_features]` -> `[N, *out, out_features]`.
 
   The spatial rank is `len(kernel_size)` (an int means 2D).
@@ -48,23 +65,18 @@ class Conv(nnx.Module):
     if in_features % groups or out_features % groups:
       raise fail("groups", f"a divisor of in_features={in_features} and "
                  f"out_features={out_features}", groups)
-    shape = (*kernel_size, in_features // groups, out_features)
-    self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-    self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) \
-        if use_bias else None
-    self.in_features, self.out_features = in_features, out_features
+    self._init_params(in_features, (*kernel_size, in_features // groups, out_features),
+                      out_features, use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
     self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-    self.impl, self.dtype = impl, dtype
+    self.impl = impl
 
   def __call__(self, x):
-    _check_channels(x, self.in_features)
-    b = None if self.bias is None else self.bias[...]
-    x, w, b = _cast(self.dtype, x, self.kernel[...], b)
+    x, w, b = self._operands(x)
     return ops.conv(x, w, b, stride=self.stride, padding=self.padding,
                     dilation=self.dilation, groups=self.groups, impl=self.impl)
 
 
-class DepthwiseConv(nnx.Module):
+class DepthwiseConv(_KernelLayer):
   """Depthwise convolution, kernel `[*K, features, multiplier]`; out `features * multiplier`."""
 
   def __init__(self, features: int, kernel_size: int | Sequence[int], *, multiplier: int = 1,
@@ -73,23 +85,18 @@ class DepthwiseConv(nnx.Module):
                dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
     if isinstance(kernel_size, int):
       kernel_size = (kernel_size, kernel_size)
-    shape = (*kernel_size, features, multiplier)
-    self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-    self.bias = nnx.Param(bias_init(rngs.params(), (features * multiplier,), param_dtype)) \
-        if use_bias else None
-    self.in_features = features
+    self._init_params(features, (*kernel_size, features, multiplier), features * multiplier,
+                      use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
     self.stride, self.padding, self.dilation = stride, padding, dilation
-    self.impl, self.dtype = impl, dtype
+    self.impl = impl
 
   def __call__(self, x):
-    _check_channels(x, self.in_features)
-    b = None if self.bias is None else self.bias[...]
-    x, w, b = _cast(self.dtype, x, self.kernel[...], b)
+    x, w, b = self._operands(x)
     return ops.depthwise_conv(x, w, b, stride=self.stride, padding=self.padding,
                               dilation=self.dilation, impl=self.impl)
 
 
-class ConvTranspose(nnx.Module):
+class ConvTranspose(_KernelLayer):
   """Transpose convolution, kernel `[*K, in_features, out_features]` (scatter layout).
 
   padding "SAME" gives n*s, "VALID" n*s + max(f - s, 0); ints are PyTorch's.
@@ -102,39 +109,28 @@ class ConvTranspose(nnx.Module):
                param_dtype=jnp.float32, rngs: nnx.Rngs):
     if isinstance(kernel_size, int):
       kernel_size = (kernel_size, kernel_size)
-    shape = (*kernel_size, in_features, out_features)
-    self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
-    self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) \
-        if use_bias else None
-    self.in_features = in_features
+    self._init_params(in_features, (*kernel_size, in_features, out_features), out_features,
+                      use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
     self.stride, self.padding, self.output_padding = stride, padding, output_padding
-    self.impl, self.dtype = impl, dtype
+    self.impl = impl
 
   def __call__(self, x):
-    _check_channels(x, self.in_features)
-    b = None if self.bias is None else self.bias[...]
-    x, w, b = _cast(self.dtype, x, self.kernel[...], b)
+    x, w, b = self._operands(x)
     return ops.conv_transpose(x, w, b, stride=self.stride, padding=self.padding,
                               output_padding=self.output_padding, impl=self.impl)
 
 
-class Dense(nnx.Module):
+class Dense(_KernelLayer):
   """Fully connected layer `[..., in_features]` -> `[..., out_features]`."""
 
   def __init__(self, in_features: int, out_features: int, *, use_bias: bool = True,
                kernel_init=default_kernel_init, bias_init=zeros, dtype=None,
                param_dtype=jnp.float32, rngs: nnx.Rngs):
-    self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features),
-                                        param_dtype))
-    self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) \
-        if use_bias else None
-    self.in_features, self.out_features, self.dtype = in_features, out_features, dtype
+    self._init_params(in_features, (in_features, out_features), out_features, use_bias,
+                      kernel_init, bias_init, dtype, param_dtype, rngs)
 
   def __call__(self, x):
-    if x.shape[-1] != self.in_features:
-      raise fail("x.shape[-1]", f"in_features = {self.in_features}", x.shape[-1])
-    b = None if self.bias is None else self.bias[...]
-    x, w, b = _cast(self.dtype, x, self.kernel[...], b)
+    x, w, b = self._operands(x, check_rank=False)
     y = x @ w
     return y if b is None else y + b
 
