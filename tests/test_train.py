@@ -165,7 +165,7 @@ def test_batch_statistics_are_carried_in_the_train_state():
       self.out = cnn_nn.Dense(4, 3, rngs=rngs)
 
     def __call__(self, x, *, train=False, rngs=None):
-      x = self.bn(self.conv(x), use_running_average=not train)
+      x = self.bn(self.conv(x), train=train)
       return self.out(x.mean(axis=(1, 2)))
 
   tx = optax.sgd(0.1)

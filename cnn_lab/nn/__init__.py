@@ -1,9 +1,14 @@
 """Flax NNX layers and blocks built on `cnn_lab.ops`."""
 
-from flax.nnx import BatchNorm, Dropout
+from flax.nnx import Dropout
 
-from cnn_lab.nn.layers import (ACTIVATIONS, LRN, AvgPool, Conv, ConvTranspose, Dense,
-                               DepthwiseConv, MaxPool, activation, flatten)
+from cnn_lab.nn.blocks import ConvBNAct, SqueezeExcite, StochasticDepth, make_divisible
+from cnn_lab.nn.layers import (ACTIVATIONS, LRN, AdaptiveAvgPool, AvgPool, BatchNorm, Conv,
+                               ConvTranspose, Dense, DepthwiseConv, MaxPool, activation,
+                               flatten)
+from cnn_lab.nn.record import record, recording
 
-__all__ = ["BatchNorm", "Dropout", "ACTIVATIONS", "LRN", "AvgPool", "Conv", "ConvTranspose",
-           "Dense", "DepthwiseConv", "MaxPool", "activation", "flatten"]
+__all__ = ["Dropout", "ConvBNAct", "SqueezeExcite", "StochasticDepth", "make_divisible",
+           "ACTIVATIONS", "LRN", "AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv",
+           "ConvTranspose", "Dense", "DepthwiseConv", "MaxPool", "activation", "flatten",
+           "record", "recording"]

@@ -6,6 +6,7 @@ dtype (bfloat16 for mixed precision), inputs and parameters are cast to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import ops
+from cnn_lab.nn.record import record
 from cnn_lab.ops._checks import fail, tuple_arg
 
 default_kernel_init = nnx.initializers.lecun_normal()
@@ -72,8 +74,10 @@ class Conv(_KernelLayer):
 
   def __call__(self, x):
     x, w, b = self._operands(x)
-    return ops.conv(x, w, b, stride=self.stride, padding=self.padding,
-                    dilation=self.dilation, groups=self.groups, impl=self.impl)
+    y = ops.conv(x, w, b, stride=self.stride, padding=self.padding,
+                 dilation=self.dilation, groups=self.groups, impl=self.impl)
+    record(self, "conv", y.shape, math.prod(y.shape) * math.prod(w.shape[:-1]))
+    return y
 
 
 class DepthwiseConv(_KernelLayer):
@@ -92,8 +96,10 @@ class DepthwiseConv(_KernelLayer):
 
   def __call__(self, x):
     x, w, b = self._operands(x)
-    return ops.depthwise_conv(x, w, b, stride=self.stride, padding=self.padding,
-                              dilation=self.dilation, impl=self.impl)
+    y = ops.depthwise_conv(x, w, b, stride=self.stride, padding=self.padding,
+                           dilation=self.dilation, impl=self.impl)
+    record(self, "depthwise_conv", y.shape, math.prod(y.shape) * math.prod(w.shape[:-2]))
+    return y
 
 
 class ConvTranspose(_KernelLayer):
@@ -116,8 +122,11 @@ class ConvTranspose(_KernelLayer):
 
   def __call__(self, x):
     x, w, b = self._operands(x)
-    return ops.conv_transpose(x, w, b, stride=self.stride, padding=self.padding,
-                              output_padding=self.output_padding, impl=self.impl)
+    y = ops.conv_transpose(x, w, b, stride=self.stride, padding=self.padding,
+                           output_padding=self.output_padding, impl=self.impl)
+    record(self, "conv_transpose", y.shape, math.prod(x.shape) * math.prod(w.shape[:-2]) *
+           w.shape[-1])
+    return y
 
 
 class Dense(_KernelLayer):
@@ -132,17 +141,23 @@ class Dense(_KernelLayer):
   def __call__(self, x):
     x, w, b = self._operands(x, check_rank=False)
     y = x @ w
+    record(self, "dense", y.shape, math.prod(x.shape) * w.shape[-1])
     return y if b is None else y + b
 
 
 class MaxPool(nnx.Module):
   """Max pooling; `stride` defaults to `window`."""
 
-  def __init__(self, window, stride=None, padding="VALID", *, impl: str = "xla"):
+  def __init__(self, window, stride=None, padding="VALID", *, ceil_mode: bool = False,
+               impl: str = "xla"):
     self.window, self.stride, self.padding, self.impl = window, stride, padding, impl
+    self.ceil_mode = ceil_mode
 
   def __call__(self, x):
-    return ops.max_pool(x, self.window, self.stride, self.padding, impl=self.impl)
+    y = ops.max_pool(x, self.window, self.stride, self.padding, ceil_mode=self.ceil_mode,
+                     impl=self.impl)
+    record(self, "max_pool", y.shape)
+    return y
 
 
 class AvgPool(nnx.Module):
@@ -154,8 +169,10 @@ class AvgPool(nnx.Module):
     self.count_include_pad = count_include_pad
 
   def __call__(self, x):
-    return ops.avg_pool(x, self.window, self.stride, self.padding,
-                        count_include_pad=self.count_include_pad, impl=self.impl)
+    y = ops.avg_pool(x, self.window, self.stride, self.padding,
+                     count_include_pad=self.count_include_pad, impl=self.impl)
+    record(self, "avg_pool", y.shape)
+    return y
 
 
 class LRN(nnx.Module):
@@ -166,7 +183,38 @@ class LRN(nnx.Module):
     self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
 
   def __call__(self, x):
-    return ops.local_response_norm(x, self.depth_radius, self.bias, self.alpha, self.beta)
+    y = ops.local_response_norm(x, self.depth_radius, self.bias, self.alpha, self.beta)
+    record(self, "lrn", y.shape)
+    return y
+
+
+class BatchNorm(nnx.BatchNorm):
+  """flax's BatchNorm (statistics in `nnx.BatchStat`), called with `train`, and recorded.
+
+  PyTorch's momentum m is flax's 1 - m: the default 0.9 is PyTorch's 0.1.
+  """
+
+  def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
+               dtype=None, rngs: nnx.Rngs, **kwargs):
+    super().__init__(num_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                     rngs=rngs, **kwargs)
+
+  def __call__(self, x, *, train: bool = False):
+    y = super().__call__(x, use_running_average=not train)
+    record(self, "batch_norm", y.shape)
+    return y
+
+
+class AdaptiveAvgPool(nnx.Module):
+  """PyTorch's AdaptiveAvgPool to a fixed `output_size`."""
+
+  def __init__(self, output_size):
+    self.output_size = output_size
+
+  def __call__(self, x):
+    y = ops.adaptive_avg_pool(x, self.output_size)
+    record(self, "adaptive_avg_pool", y.shape)
+    return y
 
 
 def flatten(x):

@@ -5,11 +5,12 @@ from cnn_lab.ops.conv import (IMPLS, conv, conv_transpose, depthwise_conv, flops
 from cnn_lab.ops.filters import FILTERS, detect_edges, edge_filter
 from cnn_lab.ops.normalization import local_response_norm
 from cnn_lab.ops.padding import output_size, resolve_padding, zero_pad
-from cnn_lab.ops.pool import avg_pool, global_avg_pool, global_max_pool, max_pool
+from cnn_lab.ops.pool import (adaptive_avg_pool, avg_pool, global_avg_pool, global_max_pool,
+                              max_pool)
 
 __all__ = [
     "IMPLS", "conv", "conv_transpose", "depthwise_conv", "separable_conv", "flops_conv",
     "transpose_output_size", "FILTERS", "detect_edges", "edge_filter", "local_response_norm",
-    "output_size", "resolve_padding", "zero_pad", "avg_pool", "global_avg_pool",
+    "output_size", "resolve_padding", "zero_pad", "adaptive_avg_pool", "avg_pool", "global_avg_pool",
     "global_max_pool", "max_pool",
 ]

@@ -18,7 +18,7 @@ from cnn_lab.ops.conv import IMPLS, window_taps
 from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
 
 
-def _prepare(x, window, stride, padding, impl):
+def _prepare(x, window, stride, padding, impl, ceil_mode: bool = False):
   if impl not in IMPLS:
     raise fail("impl", f"one of {IMPLS}", impl)
   if x.ndim not in (3, 4, 5):
@@ -28,7 +28,20 @@ def _prepare(x, window, stride, padding, impl):
   strides = window if stride is None else tuple_arg(stride, ndim, "stride")
   pairs = resolve_padding(padding, x.shape[1:-1], window, strides)
   check_window_fits(x.shape[1:-1], pairs, window, argument="window")
+  if ceil_mode:
+    pairs = tuple(_ceil_pad(n, f, s, p) for n, f, s, p in zip(x.shape[1:-1], window, strides,
+                                                               pairs))
   return window, strides, pairs
+
+
+def _ceil_pad(n: int, f: int, s: int, pair: tuple[int, int]) -> tuple[int, int]:
+  """PyTorch's ceil_mode: out = ceil((n + lo + hi - f) / s) + 1, except that the last
+  window must start inside the input or the low padding; extra rows go at the end."""
+  lo, hi = pair
+  out = -(-(n + lo + hi - f) // s) + 1
+  if (out - 1) * s >= n + lo:
+    out -= 1
+  return lo, max(hi, (out - 1) * s + f - n - lo)
 
 
 def _reduce(x, init, op, window, strides, pairs, impl, stack_reduce):
@@ -42,9 +55,12 @@ def _reduce(x, init, op, window, strides, pairs, impl, stack_reduce):
 
 
 def max_pool(x, window: int | Sequence[int], stride: int | Sequence[int] | None = None,
-             padding: PaddingLike = 0, *, impl: str = "xla"):
-  """Max over each window. `stride` defaults to `window`. Returns `[N, *out, C]`."""
-  window, strides, pairs = _prepare(x, window, stride, padding, impl)
+             padding: PaddingLike = 0, *, ceil_mode: bool = False, impl: str = "xla"):
+  """Max over each window. `stride` defaults to `window`. Returns `[N, *out, C]`.
+
+  ceil_mode (PyTorch's): out = ceil((n + 2p - f) / s) + 1 instead of floor.
+  """
+  window, strides, pairs = _prepare(x, window, stride, padding, impl, ceil_mode)
   return _reduce(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pairs, impl,
                  jnp.max)
 
@@ -65,6 +81,25 @@ def avg_pool(x, window: int | Sequence[int], stride: int | Sequence[int] | None 
   return total / counts
 
 
+def adaptive_avg_pool(x, output_size: int | Sequence[int]):
+  """PyTorch's AdaptiveAvgPool: output cell i averages input rows
+  [floor(i * n / o), ceil((i + 1) * n / o)). `x: [N, *spatial, C]` -> `[N, *output_size, C]`.
+
+  Equal to the identity when n == o, and to a plain average pool when o divides n.
+  """
+  if x.ndim not in (3, 4, 5):
+    raise fail("x.ndim", "3, 4 or 5 ([N, *spatial, C])", x.ndim)
+  sizes = tuple_arg(output_size, x.ndim - 2, "output_size")
+  for axis, o in enumerate(sizes, start=1):
+    n = x.shape[axis]
+    if n == o:
+      continue
+    cells = [jnp.mean(lax.slice_in_dim(x, (i * n) // o, -(-((i + 1) * n) // o), axis=axis),
+                      axis=axis, keepdims=True) for i in range(o)]
+    x = jnp.concatenate(cells, axis=axis)
+  return x
+
+
 def global_avg_pool(x, *, keepdims: bool = False):
   """Mean over all spatial dims: `[N, *spatial, C]` -> `[N, C]` (or `[N, 1.., C]`)."""
   if x.ndim < 3:
@@ -79,4 +114,4 @@ def global_max_pool(x, *, keepdims: bool = False):
   return jnp.max(x, axis=tuple(range(1, x.ndim - 1)), keepdims=keepdims)
 
 
-__all__ = ["max_pool", "avg_pool", "global_avg_pool", "global_max_pool"]
+__all__ = ["max_pool", "avg_pool", "adaptive_avg_pool", "global_avg_pool", "global_max_pool"]
