@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from cnn_lab import nn, ops
-from cnn_lab.ops._checks import fail
+from cnn_lab.models.common import check_input_size
 
 # Table I of the paper: the S2 maps each C3 map reads.
 C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
@@ -37,11 +37,6 @@ C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
 def scaled_tanh(x):
   """LeCun's squashing function f(a) = A tanh(S a), A = 1.7159, S = 2/3."""
   return 1.7159 * jnp.tanh(x * (2.0 / 3.0))
-
-
-def _check_size(input_size: int, minimum: int, model: str) -> None:
-  if input_size < minimum:
-    raise fail("input_size", f">= {minimum} (the minimum for {model})", input_size)
 
 
 class Subsampling(nnx.Module):
@@ -93,7 +88,7 @@ class LeNet5(nnx.Module):
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1, input_size: int = 32,
                classic: bool = True, dropout: float = 0.0, impl: str = "xla",
                dtype=None, rngs: nnx.Rngs):
-    _check_size(input_size, 32 if classic else 28,
+    check_input_size(input_size, 32 if classic else 28,
                 "LeNet-5 classic (C5 is 5x5 on a 5x5 map)" if classic else "modern LeNet-5")
     self.classic = classic
     self.act = scaled_tanh if classic else nnx.relu
@@ -145,7 +140,7 @@ class CNNExample(nnx.Module):
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 3, input_size: int = 32,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
-    _check_size(input_size, 16, "the CNN example")
+    check_input_size(input_size, 16, "the CNN example")
     conv = dict(padding="VALID", impl=impl, dtype=dtype, rngs=rngs)
     self.conv1 = nn.Conv(in_channels, 8, 5, **conv)
     self.pool = nn.MaxPool(2, impl=impl)

@@ -1,0 +1,105 @@
+"""EfficientNet B0-B7 (Tan & Le 2019) by compound scaling of B0, in torchvision's layout.
+
+B0: 3x3/2 stem conv 32, seven stages of MBConv blocks (1x1 expansion, kxk depthwise,
+squeeze-and-excitation to a quarter of the block's input channels, linear 1x1
+projection; SiLU; stochastic depth rising linearly to 0.2 over the blocks; a
+shortcut when the shape allows), 1x1 head conv to 4x the last stage, global
+average pool, dropout, FC. Channels scale by the width coefficient and round to
+multiples of 8; repeats scale by the depth coefficient and round up.
+
+Parameters: B0 5,288,548 ... B7 66,347,960 (torchvision). Minimum input: 32.
+"""
+
+from __future__ import annotations
+
+import math
+
+from flax import nnx
+
+from cnn_lab import nn, ops
+from cnn_lab.models.common import check_input_size, dropout
+
+# expansion, kernel, stride, in, out, repeats
+B0_STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
+             (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
+             (6, 3, 1, 192, 320, 1))
+# width, depth, resolution, dropout (the paper's Table / torchvision)
+SCALING = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3),
+           "b3": (1.2, 1.4, 300, 0.3), "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4),
+           "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5)}
+
+
+def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1,
+                          gamma: float = 1.15) -> dict:
+  """Depth alpha^phi, width beta^phi, resolution gamma^phi (x 224), for any phi.
+
+  The paper's grid search fixed alpha * beta^2 * gamma^2 ~= 2, so FLOPs grow ~2^phi.
+  """
+  return {"depth": alpha ** phi, "width": beta ** phi, "resolution": gamma ** phi,
+          "input_size": int(round(224 * gamma ** phi)),
+          "flops_factor": (alpha * beta ** 2 * gamma ** 2) ** phi}
+
+
+class MBConv(nnx.Module):
+  def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expansion: int,
+               drop_rate: float, **kw):
+    hidden = nn.make_divisible(c_in * expansion)
+    self.expand = nn.ConvBNAct(c_in, hidden, 1, act="swish", bn_epsilon=1e-3, **kw) \
+        if hidden != c_in else None
+    self.depthwise = nn.ConvBNAct(hidden, hidden, kernel, stride=stride, groups=hidden,
+                                  act="swish", bn_epsilon=1e-3, **kw)
+    self.se = nn.SqueezeExcite(hidden, max(1, c_in // 4), dtype=kw["dtype"], rngs=kw["rngs"])
+    self.project = nn.ConvBNAct(hidden, c_out, 1, act="identity", bn_epsilon=1e-3, **kw)
+    self.use_residual = stride == 1 and c_in == c_out
+    self.drop_path = nn.StochasticDepth(drop_rate)
+
+  def __call__(self, x, *, train: bool = False, rngs=None):
+    y = x if self.expand is None else self.expand(x, train=train)
+    y = self.project(self.se(self.depthwise(y, train=train)), train=train)
+    if self.use_residual:
+      return x + self.drop_path(y, train=train, rngs=rngs)
+    return y
+
+
+class EfficientNet(nnx.Module):
+  def __init__(self, num_classes: int = 1000, *, width: float = 1.0, depth: float = 1.0,
+               dropout_rate: float = 0.2, stochastic_depth: float = 0.2, in_channels: int = 3,
+               input_size: int = 224, impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+    check_input_size(input_size, 32, "EfficientNet (five halvings)")
+    kw = dict(impl=impl, dtype=dtype, rngs=rngs)
+    channels = lambda c: nn.make_divisible(c * width)
+    stages = [(t, k, s, channels(i), channels(o), int(math.ceil(n * depth)))
+              for t, k, s, i, o, n in B0_STAGES]
+    total = sum(n for *_, n in stages)
+    self.stem = nn.ConvBNAct(in_channels, stages[0][3], 3, stride=2, act="swish",
+                             bn_epsilon=1e-3, **kw)
+    blocks, index = [], 0
+    for t, k, s, c_in, c_out, n in stages:
+      for i in range(n):
+        blocks.append(MBConv(c_in if i == 0 else c_out, c_out, k, s if i == 0 else 1, t,
+                             stochastic_depth * index / total, **kw))
+        index += 1
+    self.blocks = nnx.List(blocks)
+    last = 4 * stages[-1][4]
+    self.head = nn.ConvBNAct(stages[-1][4], last, 1, act="swish", bn_epsilon=1e-3, **kw)
+    self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
+    self.fc = nn.Dense(last, num_classes, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x, *, train: bool = False, rngs=None):
+    x = self.stem(x, train=train)
+    for block in self.blocks:
+      x = block(x, train=train, rngs=rngs)
+    x = ops.global_avg_pool(self.head(x, train=train))
+    return self.fc(dropout(self.drop, x, train, rngs))
+
+
+def _preset(name):
+  width, depth, resolution, rate = SCALING[name]
+
+  def build(input_size: int = resolution, **kw):
+    return EfficientNet(width=width, depth=depth, dropout_rate=rate, input_size=input_size,
+                        **kw)
+  return build
+
+
+PRESETS = {f"efficientnet_{name}": _preset(name) for name in SCALING}
