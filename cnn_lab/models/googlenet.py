@@ -9,8 +9,8 @@ used only in training.
 torchvision's "5x5" branch is a 3x3 convolution (kept for its weights); that is the
 default here, so the count matches its 6,624,904 parameters without aux heads
 (13,004,888 with). `branch3_kernel=5` gives the paper's 5x5 (7,005,832 without aux).
-Minimum input: 32 (below it the 4x4 average pool of the aux heads breaks; the main
-path alone needs 15).
+Minimum input: 15 (the aux heads' adaptive 4x4 pool, like PyTorch's, also accepts
+smaller maps).
 """
 
 from __future__ import annotations
@@ -70,8 +70,7 @@ class GoogLeNet(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, input_size: int = 224,
                aux_logits: bool = False, branch3_kernel: int = 3, dropout_rate: float = 0.2,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
-    check_input_size(input_size, 32 if aux_logits else 15,
-                     "GoogLeNet" + (" with aux heads" if aux_logits else ""))
+    check_input_size(input_size, 15, "GoogLeNet (five ceil-mode halvings)")
     kw = dict(impl=impl, dtype=dtype, rngs=rngs)
     self.conv1 = nn.ConvBNAct(in_channels, 64, 7, stride=2, padding=3, bn_epsilon=EPS, **kw)
     self.conv2 = nn.ConvBNAct(64, 64, 1, bn_epsilon=EPS, **kw)

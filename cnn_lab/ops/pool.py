@@ -27,10 +27,10 @@ def _prepare(x, window, stride, padding, impl, ceil_mode: bool = False):
   window = tuple_arg(window, ndim, "window")
   strides = window if stride is None else tuple_arg(stride, ndim, "stride")
   pairs = resolve_padding(padding, x.shape[1:-1], window, strides)
-  check_window_fits(x.shape[1:-1], pairs, window, argument="window")
-  if ceil_mode:
+  if ceil_mode:  # the last window may hang past the input (PyTorch's rule)
     pairs = tuple(_ceil_pad(n, f, s, p) for n, f, s, p in zip(x.shape[1:-1], window, strides,
                                                                pairs))
+  check_window_fits(x.shape[1:-1], pairs, window, argument="window")
   return window, strides, pairs
 
 

@@ -20,6 +20,7 @@ from cnn_lab.ops._checks import fail
 class Classification:
   """Images `[N, H, W, C]` and int labels `[N]`; logits `[N, K]`."""
   label_smoothing: float = 0.0
+  aux_weight: float = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2014)
   max_rotation: float = 0.0
   max_scale: float = 0.0
   max_shift: float = 0.0
@@ -32,9 +33,16 @@ class Classification:
                            max_scale=self.max_scale, max_shift=self.max_shift, fill=self.fill)
     return {**batch, "image": images}
 
-  def loss(self, logits, batch: dict):
-    """-> (scalar loss, {name: scalar}) for a training batch."""
-    loss = softmax_cross_entropy(logits, batch["label"], label_smoothing=self.label_smoothing)
+  def loss(self, outputs, batch: dict):
+    """-> (scalar loss, {name: scalar}) for a training batch.
+
+    `outputs` is logits `[N, K]`, or `(logits, *aux_logits)` from a model with
+    auxiliary heads, whose losses are added with weight `aux_weight`.
+    """
+    logits, *aux = outputs if isinstance(outputs, tuple) else (outputs,)
+    xent = lambda z: softmax_cross_entropy(z, batch["label"],
+                                           label_smoothing=self.label_smoothing)
+    loss = xent(logits) + self.aux_weight * sum(xent(z) for z in aux)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, {"loss": loss, "accuracy": accuracy}
 

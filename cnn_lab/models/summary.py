@@ -1,0 +1,105 @@
+"""Per-layer summaries: activation shape and size, parameters, multiply-accumulates.
+
+Everything is traced with `jax.eval_shape`: no parameter or activation is allocated,
+so a 66M-parameter EfficientNet-B7 at 600x600 is summarised in seconds. MACs count
+the multiply-adds of convolutions (depthwise and transpose included) and dense
+layers, per image, as torchvision's published figures do; pooling, normalisation
+and activations are listed with 0 MACs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from cnn_lab.models.registry import create_model
+from cnn_lab.nn import recording
+
+
+@dataclasses.dataclass
+class Row:
+  name: str
+  kind: str
+  shape: tuple[int, ...]
+  size: int
+  params: int
+  macs: int
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+  """The input a preset is defined for: (H, W, C)."""
+  if name.startswith(("lenet5", "cnn_example")):
+    return (32, 32, 1 if name.startswith("lenet5") else 3)
+  if "_cifar" in name:
+    return (32, 32, 3)
+  if name == "alexnet_original":
+    return (227, 227, 3)
+  if name.startswith("efficientnet_"):
+    from cnn_lab.models.efficientnet import SCALING
+    size = SCALING[name.split("_")[1]][2]
+    return (size, size, 3)
+  return (224, 224, 3)
+
+
+def _own_params(module) -> int:
+  state = nnx.state(module, nnx.Param)
+  return int(sum(math.prod(v.shape) for v in jax.tree.leaves(state)))
+
+
+def trace_rows(model: nnx.Module, input_shape, **call_kwargs) -> tuple[list[Row], tuple]:
+  """Runs `model` abstractly on one `[1, *input_shape]` image; returns (rows, output shape)."""
+  graphdef, state = nnx.split(model)
+  rows: list[Row] = []
+
+  def forward(state, x):
+    module = nnx.merge(graphdef, state)
+    names = {id(m): "/".join(map(str, path)) or "model"
+             for path, m in nnx.iter_graph(module) if isinstance(m, nnx.Module)}
+    seen = set()
+    with recording() as calls:
+      y = module(x, **call_kwargs)
+    for call in calls:
+      first = id(call.module) not in seen
+      seen.add(id(call.module))
+      rows.append(Row(names.get(id(call.module), "?"), call.kind, call.out_shape[1:],
+                      math.prod(call.out_shape[1:]),
+                      _own_params(call.module) if first else 0, call.macs))
+    return y
+
+  out = jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+  return rows, jax.tree.map(lambda a: a.shape, out)
+
+
+def summarize(name: str, input_shape=None, num_classes: int = 1000, **kwargs) -> dict:
+  """-> {"model", "input_shape", "rows", "params", "macs", "output_shape"}."""
+  h, w, c = input_shape or default_input_shape(name)
+  if h != w:
+    raise ValueError(f"input_shape: expected a square image (H == W), received {(h, w, c)}")
+  model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), num_classes=num_classes,
+                                              in_channels=c, input_size=h, **kwargs))
+  rows, out = trace_rows(model, (h, w, c))
+  return {"model": name, "input_shape": (h, w, c), "rows": rows,
+          "params": _own_params(model), "macs": sum(r.macs for r in rows),
+          "output_shape": out}
+
+
+def format_summary(summary: dict) -> str:
+  """The course's table: layer, activation shape, activation size, parameters, MACs."""
+  header = ("layer", "kind", "activation shape", "activation size", "# parameters", "MACs")
+  lines = [(r.name, r.kind, str(r.shape), f"{r.size:,}", f"{r.params:,}", f"{r.macs:,}")
+           for r in summary["rows"]]
+  h, w, c = summary["input_shape"]
+  lines.insert(0, ("input", "", str((h, w, c)), f"{h * w * c:,}", "0", "0"))
+  widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header))]
+  fmt = lambda cells: "  ".join(x.rjust(wd) if i >= 3 else x.ljust(wd)
+                                for i, (x, wd) in enumerate(zip(cells, widths))).rstrip()
+  row_params = sum(r.params for r in summary["rows"])
+  table = [fmt(header), fmt(["-" * wd for wd in widths]), *map(fmt, lines)]
+  table.append(f"total: {summary['params']:,} parameters "
+               f"({row_params:,} in the listed layers), {summary['macs']:,} MACs "
+               f"({summary['macs'] / 1e9:.3f} G) per {h}x{w}x{c} image")
+  return "\n".join(table)

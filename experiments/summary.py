@@ -1,0 +1,38 @@
+r"""Prints a model's layer table: activation shapes and sizes, parameters, MACs.
+
+  python -m experiments.summary --model=resnet50 [--input_shape=224,224,3] \
+      [--num_classes=1000] [--json]
+
+Nothing is allocated (jax.eval_shape). `--json` prints one JSON object with
+`params`, `macs` and the rows.
+"""
+
+import dataclasses
+import json
+
+from absl import app, flags
+
+from cnn_lab.models.summary import format_summary, summarize
+
+flags.DEFINE_string("model", None, "A registered model name.")
+flags.DEFINE_list("input_shape", None, "H,W,C (default: the preset's own).")
+flags.DEFINE_integer("num_classes", 1000, "Classes of the output layer.")
+flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
+flags.mark_flag_as_required("model")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  shape = tuple(int(v) for v in FLAGS.input_shape) if FLAGS.input_shape else None
+  if shape is not None and len(shape) != 3:
+    raise app.UsageError(f"input_shape: expected H,W,C, received {FLAGS.input_shape}")
+  summary = summarize(FLAGS.model, shape, FLAGS.num_classes)
+  if FLAGS.json:
+    print(json.dumps({**summary, "rows": [dataclasses.asdict(r) for r in summary["rows"]]}))
+  else:
+    print(format_summary(summary))
+
+
+if __name__ == "__main__":
+  app.run(main)
