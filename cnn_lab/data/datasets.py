@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
+from cnn_lab.data import shapes as _shapes
 from cnn_lab.ops._checks import fail
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cnn_lab", "tfds")
@@ -23,7 +24,7 @@ DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cnn_lab", "t
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
   num_classes: int
-  image_shape: tuple[int, int, int]
+  image_shape: tuple  # (H, W, C); None where images vary in size
   train_split: str = "train"
   eval_split: str = "test"
   embedded: bool = False
@@ -34,6 +35,10 @@ SPECS = {
     "mnist": DatasetSpec(10, (28, 28, 1)),
     "fashion_mnist": DatasetSpec(10, (28, 28, 1)),
     "cifar10": DatasetSpec(10, (32, 32, 3)),
+    "imagenette": DatasetSpec(10, (None, None, 3), eval_split="validation"),
+    "imagenet2012": DatasetSpec(1000, (None, None, 3), eval_split="validation"),
+    **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
+       for c in _shapes.Shapes.BUILDER_CONFIGS},
 }
 
 

@@ -26,13 +26,14 @@ class InMemorySource:
   """A split decoded once into numpy arrays: `source[i] -> {"image": [h, w, c], "label": ()}`.
 
   The embedded datasets and MNIST-sized catalog ones fit easily; per-record
-  reads from array_record then cost ~1 us instead of ~30 us.
+  reads from array_record then cost ~1 us instead of ~30 us. Only `keys` are kept
+  (a task's fixed-shape fields; detection's variable-length objects are not).
   """
 
-  def __init__(self, source):
+  def __init__(self, source, keys: tuple[str, ...] = ("image", "label")):
     records = source.__getitems__(list(range(len(source)))) \
         if hasattr(source, "__getitems__") else [source[i] for i in range(len(source))]
-    self.arrays = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
+    self.arrays = {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
 
   def __len__(self) -> int:
     return len(self.arrays["label"])

@@ -1,0 +1,15 @@
+"""AlexNet (torchvision layout) on shapes.
+
+Command:
+  python -m experiments.train --config=experiments/configs/alexnet_shapes.py --workdir=/tmp/alexnet_shapes
+
+Trains `alexnet` on embedded `shapes` classification (8 classes) at 64x64.
+Presets: :test (3 steps, for the tests).
+"""
+
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+
+def get_config(arg=None):
+  c = shapes_config("alexnet", 64)
+  return apply_presets(c, arg)

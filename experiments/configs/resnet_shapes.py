@@ -1,0 +1,30 @@
+"""He et al.'s CIFAR ResNet-20 on shapes, its plain twin, the deeper pair, and ResNet-18.
+
+Command:
+  python -m experiments.train --config=experiments/configs/resnet_shapes.py --workdir=/tmp/resnet_shapes
+
+Trains `resnet20_cifar` (shortcut option A) on embedded `shapes` classification
+(8 classes) at 32x32. Presets: :test (3 steps, for the tests); :plain (plain-20);
+:resnet56 and :plain56 (the degradation experiment's deeper pair); :resnet18
+(torchvision's ImageNet layout, at 64x64).
+"""
+
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+
+def _model(name):
+  def apply(c):
+    c.model.name = name
+  return apply
+
+
+def _resnet18(c):
+  c.model.name = "resnet18"
+  c.dataset.name, c.dataset.image_size = "shapes/single_64", 64
+
+
+def get_config(arg=None):
+  c = shapes_config("resnet20_cifar", 32)
+  return apply_presets(c, arg, {"plain": _model("plain20_cifar"),
+                                "resnet56": _model("resnet56_cifar"),
+                                "plain56": _model("plain56_cifar"), "resnet18": _resnet18})

@@ -1,0 +1,53 @@
+"""The shared recipe for classifying the embedded `shapes` dataset; the family configs
+(`alexnet_shapes.py`, `resnet_shapes.py`, ...) call `shapes_config` with their model."""
+
+import ml_collections
+
+
+def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float = 6.0,
+                  learning_rate: float = 2e-3, **model_kwargs) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.task = "classification"
+  c.seed = 0
+  dataset = f"shapes/single_{size if size in (32, 64, 128, 224) else 64}"
+  c.dataset = ml_collections.ConfigDict(dict(
+      name=dataset, data_dir="", cache=True, image_size=size, mean=0.45, std=0.25,
+      resize_method="resize"))
+  c.model = ml_collections.ConfigDict(dict(name=model, impl="xla", **model_kwargs))
+  c.augment = ml_collections.ConfigDict(dict(max_rotation=0.0, max_scale=0.0, max_shift=0.0,
+                                             fill=0.0))
+  c.loss = ml_collections.ConfigDict(dict(label_smoothing=0.0))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", learning_rate=learning_rate, weight_decay=1e-4, b1=0.9, b2=0.999,
+      momentum=0.9, nesterov=False, grad_clip_norm=1.0))
+  c.schedule = ml_collections.ConfigDict(dict(
+      name="warmup_cosine", warmup_steps=100, end_factor=0.0, boundaries=(0.5, 0.75),
+      scales=(0.1, 0.1)))
+  c.batch_size = batch_size
+  c.eval_batch_size = 100
+  c.num_epochs = epochs
+  c.num_train_steps = -1
+  c.log_every_steps = 50
+  c.eval_every_steps = 250
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 2
+  return c
+
+
+def apply_presets(c: ml_collections.ConfigDict, arg: str | None, extra: dict | None = None):
+  """`test`: 3 steps at the family's size (at most 64) for the tests; `extra`: family presets."""
+  for preset in (arg or "").split(","):
+    if not preset:
+      continue
+    if preset == "test":
+      size = min(c.dataset.image_size, 64)
+      c.dataset.name, c.dataset.image_size = f"shapes/single_{size}", size
+      c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
+      c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
+      c.schedule.warmup_steps = 1
+    elif extra and preset in extra:
+      extra[preset](c)
+    else:
+      valid = ["test", *(extra or {})]
+      raise ValueError(f"preset: expected one of {valid}, received {preset!r}")
+  return c

@@ -1,0 +1,15 @@
+"""VGG-11 with BatchNorm on shapes (VGG-16: --config.model.name=vgg16_bn).
+
+Command:
+  python -m experiments.train --config=experiments/configs/vgg_shapes.py --workdir=/tmp/vgg_shapes
+
+Trains `vgg11_bn` on embedded `shapes` classification (8 classes) at 32x32.
+Presets: :test (3 steps, for the tests).
+"""
+
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+
+def get_config(arg=None):
+  c = shapes_config("vgg11_bn", 32, learning_rate=1e-3)
+  return apply_presets(c, arg)
