@@ -2,6 +2,7 @@ r"""Prints a model's layer table: activation shapes and sizes, parameters, MACs.
 
   python -m experiments.summary --model=resnet50 [--input_shape=224,224,3] \
       [--num_classes=1000] [--json]
+  python -m experiments.summary --all   # docs/zoo.md
 
 Nothing is allocated (jax.eval_shape). `--json` prints one JSON object with
 `params`, `macs` and the rows.
@@ -12,18 +13,23 @@ import json
 
 from absl import app, flags
 
-from cnn_lab.models.summary import format_summary, summarize
+from cnn_lab.models.summary import format_summary, summarize, zoo_markdown
 
 flags.DEFINE_string("model", None, "A registered model name.")
+flags.DEFINE_bool("all", False, "A markdown table of every preset (parameters, MACs).")
 flags.DEFINE_list("input_shape", None, "H,W,C (default: the preset's own).")
 flags.DEFINE_integer("num_classes", 1000, "Classes of the output layer.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
-flags.mark_flag_as_required("model")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
+  if FLAGS.all:
+    print(zoo_markdown())
+    return
+  if not FLAGS.model:
+    raise app.UsageError("model: expected a registered model name (or --all)")
   shape = tuple(int(v) for v in FLAGS.input_shape) if FLAGS.input_shape else None
   if shape is not None and len(shape) != 3:
     raise app.UsageError(f"input_shape: expected H,W,C, received {FLAGS.input_shape}")

@@ -119,3 +119,20 @@ def test_small_models_train_step_with_aux_and_stochastic_depth(name):
   batch = {"image": jnp.ones((2, 32, 32, 3)), "label": jnp.arange(2)}
   new_state, metrics = jax.jit(make_train_step(graphdef, tx, Classification()))(state, batch)
   assert np.isfinite(float(metrics["loss"])) and int(new_state.step) == 1
+
+
+def _documented_counts():
+  import os
+  import re
+
+  from tests.helpers import ROOT
+  with open(os.path.join(ROOT, "docs", "zoo.md")) as f:
+    rows = [line.split("|")[1:-1] for line in f if re.match(r"\| \w", line)]
+  return {r[0].strip(): (int(r[2]), int(r[3].replace(",", ""))) for r in rows[1:]}
+
+
+def test_every_preset_matches_the_documented_zoo_table():
+  documented = _documented_counts()
+  assert sorted(documented) == list_models()
+  for name, (classes, params) in documented.items():
+    assert param_count(name, num_classes=classes) == params, name

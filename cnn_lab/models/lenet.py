@@ -21,11 +21,14 @@ FC 120, FC 84, softmax 10; parameters 608 / 3,216 / 48,120 / 10,164 / 850.
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from cnn_lab import nn, ops
+from cnn_lab.nn import record
 from cnn_lab.models.common import check_input_size
 
 # Table I of the paper: the S2 maps each C3 map reads.
@@ -49,7 +52,9 @@ class Subsampling(nnx.Module):
     self.impl = impl
 
   def __call__(self, x):
-    return ops.avg_pool(x, 2, impl=self.impl) * self.coef[...] + self.bias[...]
+    y = ops.avg_pool(x, 2, impl=self.impl) * self.coef[...] + self.bias[...]
+    record(self, "subsampling", y.shape)
+    return y
 
 
 class SparseConv(nnx.Module):
@@ -79,7 +84,11 @@ class SparseConv(nnx.Module):
                                              np.array(self.out_idx)].set(k)
 
   def __call__(self, x):
-    return ops.conv(x, self.dense_kernel(), self.bias[...], impl=self.impl)
+    y = ops.conv(x, self.dense_kernel(), self.bias[...], impl=self.impl)
+    # only the connected kernels multiply: spatial outputs x kernel area x connections
+    record(self, "sparse_conv", y.shape,
+           math.prod(y.shape[:-1]) * self.shape[0] * self.shape[1] * len(self.in_idx))
+    return y
 
 
 class LeNet5(nnx.Module):

@@ -103,3 +103,17 @@ def format_summary(summary: dict) -> str:
                f"({row_params:,} in the listed layers), {summary['macs']:,} MACs "
                f"({summary['macs'] / 1e9:.3f} G) per {h}x{w}x{c} image")
   return "\n".join(table)
+
+
+def zoo_markdown(names=None) -> str:
+  """A markdown table of every preset at its own input: input, parameters, MACs."""
+  from cnn_lab.models.registry import list_models
+  lines = ["| model | input | classes | parameters | MACs |", "|---|---|---:|---:|---:|"]
+  for name in names or list_models():
+    classes = 10 if name.startswith(("lenet5", "cnn_example")) or "_cifar" in name else 1000
+    s = summarize(name, num_classes=classes)
+    h, w, c = s["input_shape"]
+    lines.append(f"| {name} | {h}x{w}x{c} | {classes} | {s['params']:,} | "
+                 f"{s['macs'] / 1e9:.3f} G |" if s["macs"] >= 1e7 else
+                 f"| {name} | {h}x{w}x{c} | {classes} | {s['params']:,} | {s['macs']:,} |")
+  return "\n".join(lines)

@@ -1,5 +1,5 @@
 """Figures a person can open: curves, images, filters."""
 
-from cnn_lab.viz.curves import plot_curves
+from cnn_lab.viz.curves import plot_curves, plot_training_error
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_training_error"]

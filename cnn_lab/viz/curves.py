@@ -30,3 +30,29 @@ def plot_curves(records: list[dict], path: str, title: str = "") -> str:
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
+
+
+def plot_training_error(runs: dict[str, list[dict]], path: str, title: str = "") -> str:
+  """He et al.'s Figure 6 style: training error (1 - train accuracy, thin) and test error
+  (thick, markers) against step, one colour per network."""
+  fig, ax = plt.subplots(figsize=(7, 4.2))
+  for i, (name, records) in enumerate(runs.items()):
+    colour = f"C{i}"
+    train = [(r["step"], 1 - r["train/accuracy"]) for r in records if "train/accuracy" in r]
+    test = [(r["step"], 1 - r["eval/accuracy"]) for r in records if "eval/accuracy" in r]
+    if train:
+      ax.plot(*zip(*train), "--", color=colour, linewidth=1, label=f"{name} train")
+    if test:
+      ax.plot(*zip(*test), "o-", color=colour, linewidth=2, markersize=3,
+              label=f"{name} test")
+  ax.set_xlabel("step")
+  ax.set_ylabel("error")
+  ax.set_ylim(0, None)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path

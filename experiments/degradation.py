@@ -1,0 +1,55 @@
+r"""He et al. 2015's degradation experiment on `shapes`: plain-20/56 against ResNet-20/56,
+the same steps on the same data; one PNG of training/test error and a table.
+
+  python -m experiments.degradation --workdir=/tmp/degradation [--epochs=4]
+
+Each network is trained by the one launcher's loop with experiments/configs/resnet_shapes.py
+(presets :plain, (none), :plain56, :resnet56), the same seed and data order.
+"""
+
+import os
+import time
+
+from absl import app, flags
+
+from cnn_lab.benchmarks.report import format_table, save_json
+from cnn_lab.benchmarks.timing import machine
+from cnn_lab.train.launch import load_config
+from cnn_lab.train.loop import train_and_evaluate
+from cnn_lab.train.metrics import read_metrics
+from cnn_lab.viz import plot_training_error
+
+flags.DEFINE_string("workdir", None, "Parent folder; one sub-folder per network.")
+flags.DEFINE_float("epochs", 4.0, "Epochs of shapes/single_32 (6,000 images) for every network.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+CONFIG = os.path.join(os.path.dirname(__file__), "configs", "resnet_shapes.py")
+RUNS = {"plain-20": "plain", "ResNet-20": "", "plain-56": "plain56", "ResNet-56": "resnet56"}
+
+
+def main(argv):
+  del argv
+  rows, curves = [], {}
+  for name, preset in RUNS.items():
+    config = load_config(f"{CONFIG}:{preset}" if preset else CONFIG)
+    config.num_epochs = FLAGS.epochs
+    workdir = os.path.join(FLAGS.workdir, name)
+    start = time.perf_counter()
+    result = train_and_evaluate(config, workdir)
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    curves[name] = records
+    last_train = [r for r in records if "train/accuracy" in r][-1]
+    rows.append({"network": name, "steps": result["step"],
+                 "train_error": 1 - last_train["train/accuracy"],
+                 "test_error": 1 - result["eval/accuracy"],
+                 "wall_s": time.perf_counter() - start})
+  png = plot_training_error(curves, os.path.join(FLAGS.workdir, "degradation.png"),
+                            "plain vs residual on shapes (dashed: train, solid: test)")
+  print(format_table(rows))
+  print(f"wrote {png} and "
+        f"{save_json(os.path.join(FLAGS.workdir, 'degradation.json'), {'machine': machine(), 'rows': rows})}")
+
+
+if __name__ == "__main__":
+  app.run(main)
