@@ -111,3 +111,19 @@ def test_catalog_builder_and_feature_spec_offline(tmp_path):
   assert features["image"].shape == datasets.spec("mnist").image_shape
   assert features["label"].num_classes == datasets.spec("mnist").num_classes
   assert not builder.is_prepared()
+
+
+@pytest.mark.parametrize("name,size", [("cifar10", 32), ("imagenette", 40)])
+def test_catalog_switch_is_a_config_value(name, size, monkeypatch, tmp_path):
+  """Offline, TFDS's mock data stands in for the catalog files; the code path is the real one
+  (imagenette's images differ in size, so they are resized before batching)."""
+  import tensorflow_datasets as tfds
+
+  from cnn_lab.train.loop import train_and_evaluate
+  from tests.helpers import small_config
+  monkeypatch.setattr(datasets, "_network_reachable", lambda *a, **k: None)
+  config = small_config(**{"dataset.name": name, "dataset.image_size": size,
+                           "num_train_steps": 2, "eval_every_steps": 2, "batch_size": 8})
+  with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
+    result = train_and_evaluate(config, str(tmp_path))
+  assert result["step"] == 2 and result["eval/count"] == 24

@@ -31,8 +31,7 @@ class InMemorySource:
   """
 
   def __init__(self, source, keys: tuple[str, ...] = ("image", "label")):
-    records = source.__getitems__(list(range(len(source)))) \
-        if hasattr(source, "__getitems__") else [source[i] for i in range(len(source))]
+    records = [source[i] for i in range(len(source))]  # faster here than __getitems__
     self.arrays = {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
 
   def __len__(self) -> int:
@@ -62,6 +61,12 @@ class Preprocess:
     out = {**batch, "image": (images - self.mean) / self.std,
            "label": np.asarray(batch["label"], np.int32)}
     return out
+
+  def one(self, record: dict) -> dict:
+    """One record `[h, w, c]` of any size -> `[size, size, c]` (datasets of varying sizes)."""
+    batch = self({**record, "image": np.asarray(record["image"])[None],
+                  "label": np.asarray(record["label"])[None]})
+    return {k: v[0] for k, v in batch.items()}
 
 
 @functools.lru_cache(maxsize=16)
@@ -100,22 +105,34 @@ def local_batch_size(global_batch: int, process_count: int) -> int:
   return global_batch // process_count
 
 
+def select(keys: tuple[str, ...]):
+  """A record -> only `keys` (a task's fields; drops ids and variable-length extras)."""
+  return lambda record: {k: record[k] for k in keys}
+
+
 def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preprocess,
-                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+                  process_index: int = 0, process_count: int = 1,
+                  per_record: bool = False,
+                  keys: tuple[str, ...] = ("image", "label")) -> grain.MapDataset:
   """Infinite stream of this host's batches; a new permutation every epoch.
 
   Each host reads the records `process_index::process_count` and contributes
-  `global_batch / process_count` examples to every global batch.
+  `global_batch / process_count` examples to every global batch. `per_record`
+  preprocesses before batching, for datasets whose images differ in size.
   """
   batch = local_batch_size(global_batch, process_count)
   ds = grain.MapDataset.source(source)[process_index::process_count]
   if len(ds) < batch:
     raise fail("batch_size", f"<= the {len(ds)} training examples per host", global_batch)
-  return ds.shuffle(seed=seed).repeat(None).batch(batch, drop_remainder=True).map(preprocess)
+  ds = ds.shuffle(seed=seed).repeat(None).map(select(keys))
+  if per_record:
+    return ds.map(preprocess.one).batch(batch, drop_remainder=True)
+  return ds.batch(batch, drop_remainder=True).map(preprocess)
 
 
 def eval_dataset(source, *, global_batch: int, preprocess: Preprocess, process_index: int = 0,
-                 process_count: int = 1) -> grain.MapDataset:
+                 process_count: int = 1, per_record: bool = False,
+                 keys: tuple[str, ...] = ("image", "label")) -> grain.MapDataset:
   """Every example exactly once; the tail padded with zeros and `mask=False`.
 
   Global batch b holds examples [b*B, (b+1)*B); host h takes its contiguous
@@ -124,13 +141,16 @@ def eval_dataset(source, *, global_batch: int, preprocess: Preprocess, process_i
   local = local_batch_size(global_batch, process_count)
   n = len(source)
   num_batches = math.ceil(n / global_batch)
-  blank = {k: np.zeros_like(v) for k, v in source[0].items()}
+  pick = select(keys)
+  fix = preprocess.one if per_record else (lambda record: record)
+  blank = {k: np.zeros_like(v) for k, v in fix(pick(source[0])).items()}
 
   def fetch(i: int) -> dict:
     b, j = divmod(i, local)
     index = b * global_batch + process_index * local + j
     if index < n:
-      return {**source[index], "mask": np.bool_(True)}
+      return {**fix(pick(source[index])), "mask": np.bool_(True)}
     return {**blank, "mask": np.bool_(False)}
 
-  return grain.MapDataset.range(num_batches * local).map(fetch).batch(local).map(preprocess)
+  ds = grain.MapDataset.range(num_batches * local).map(fetch).batch(local)
+  return ds if per_record else ds.map(preprocess)

@@ -99,12 +99,14 @@ def _data(config, mesh):
   data_dir = cfg.data_dir or None
   source = lambda split: datasets.load_source(cfg.name, split, data_dir)
   train_src, eval_src = source(spec.train_split), source(spec.eval_split)
-  if cfg.cache:
+  per_record = None in spec.image_shape  # images of varying size: resize before batching
+  if cfg.cache and not per_record:
     train_src, eval_src = InMemorySource(train_src), InMemorySource(eval_src)
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
   mesh_lib.check_batch_divides(config.batch_size, mesh)
   mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
-  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count())
+  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count(),
+               per_record=per_record)
   train = train_dataset(train_src, global_batch=config.batch_size, seed=config.seed,
                         preprocess=preprocess, **hosts)
   evaluation = eval_dataset(eval_src, global_batch=config.eval_batch_size,
