@@ -29,7 +29,7 @@ from flax import nnx
 
 from cnn_lab import nn, ops
 from cnn_lab.nn import record
-from cnn_lab.models.common import check_input_size
+from cnn_lab.models.common import check_input_size, dropout
 
 # Table I of the paper: the S2 maps each C3 map reads.
 C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
@@ -125,23 +125,18 @@ class LeNet5(nnx.Module):
   def features(self, x, *, train: bool = False, rngs=None):
     """The 84-d F6 representation `[N, 84]`."""
     act = self.act
-    x = act(self.c1(x))
-    x = self.s2(x)
-    x = act(x) if self.classic else x
-    x = act(self.c3(x))
-    x = self.s4(x)
-    x = act(x) if self.classic else x
-    x = nn.flatten(act(self.c5(x))) if self.classic else act(self.c5(self._drop(
-        nn.flatten(x), train, rngs)))
-    return act(self.f6(self._drop(x, train, rngs)))
-
-  def _drop(self, x, train, rngs):
-    if self.dropout is None:
-      return x
-    return self.dropout(x, deterministic=not train, rngs=rngs)
+    x = self.s2(act(self.c1(x)))
+    x = act(x) if self.classic else x  # the paper squashes after subsampling too
+    x = self.s4(act(self.c3(x)))
+    if self.classic:
+      x = nn.flatten(act(self.c5(act(x))))  # C5: 5x5 conv on the 5x5 maps
+    else:
+      x = act(self.c5(dropout(self.dropout, nn.flatten(x), train, rngs)))
+    return act(self.f6(dropout(self.dropout, x, train, rngs)))
 
   def __call__(self, x, *, train: bool = False, rngs=None):
-    return self.output(self._drop(self.features(x, train=train, rngs=rngs), train, rngs))
+    return self.output(dropout(self.dropout, self.features(x, train=train, rngs=rngs),
+                               train, rngs))
 
 
 class CNNExample(nnx.Module):
