@@ -11,5 +11,8 @@ from experiments.configs.shapes_base import apply_presets, shapes_config
 
 
 def get_config(arg=None):
-  c = shapes_config("efficientnet_b0", 64)
+  # impl="scratch": on CPU, XLA's grouped convolution is slow for depthwise layers; the
+  # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
+  # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
+  c = shapes_config("efficientnet_b0", 64, impl="scratch")
   return apply_presets(c, arg)

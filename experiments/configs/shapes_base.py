@@ -13,7 +13,8 @@ def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float 
   c.dataset = ml_collections.ConfigDict(dict(
       name=dataset, data_dir="", cache=True, image_size=size, mean=0.45, std=0.25,
       resize_method="resize"))
-  c.model = ml_collections.ConfigDict(dict(name=model, impl="xla", **model_kwargs))
+  model_kwargs.setdefault("impl", "xla")
+  c.model = ml_collections.ConfigDict(dict(name=model, **model_kwargs))
   c.augment = ml_collections.ConfigDict(dict(max_rotation=0.0, max_scale=0.0, max_shift=0.0,
                                              fill=0.0))
   c.loss = ml_collections.ConfigDict(dict(label_smoothing=0.0))
