@@ -11,5 +11,5 @@ from experiments.configs.shapes_base import apply_presets, shapes_config
 
 
 def get_config(arg=None):
-  c = shapes_config("alexnet", 64)
+  c = shapes_config("alexnet", 64, test_size=64)  # AlexNet needs >= 63
   return apply_presets(c, arg)

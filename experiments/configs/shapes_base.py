@@ -5,8 +5,11 @@ import ml_collections
 
 
 def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float = 6.0,
-                  learning_rate: float = 2e-3, **model_kwargs) -> ml_collections.ConfigDict:
+                  learning_rate: float = 2e-3, test_size: int = 32,
+                  **model_kwargs) -> ml_collections.ConfigDict:
+  """`test_size`: the smallest shapes size the model accepts, used by the :test preset."""
   c = ml_collections.ConfigDict()
+  c.test_size = test_size
   c.task = "classification"
   c.seed = 0
   dataset = f"shapes/single_{size if size in (32, 64, 128, 224) else 64}"
@@ -36,13 +39,12 @@ def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float 
 
 
 def apply_presets(c: ml_collections.ConfigDict, arg: str | None, extra: dict | None = None):
-  """`test`: 3 steps at the family's size (at most 64) for the tests; `extra`: family presets."""
+  """`test`: 3 steps at `test_size` for the tests; `extra`: family presets."""
   for preset in (arg or "").split(","):
     if not preset:
       continue
     if preset == "test":
-      size = min(c.dataset.image_size, 64)
-      c.dataset.name, c.dataset.image_size = f"shapes/single_{size}", size
+      c.dataset.name, c.dataset.image_size = f"shapes/single_{c.test_size}", c.test_size
       c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
       c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
       c.schedule.warmup_steps = 1
