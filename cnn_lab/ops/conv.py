@@ -278,11 +278,5 @@ def _conv_transpose_scratch(x, w, strides, crops):
   return y
 
 
-def flops_conv(x_shape, w_shape, out_shape, groups: int = 1) -> int:
-  """Multiply-adds x 2 of a forward convolution (for GFLOP/s figures)."""
-  k = int(np.prod(w_shape[:-2]))
-  return 2 * int(np.prod(out_shape)) * k * (x_shape[-1] // groups)
-
-
 __all__ = ["conv", "depthwise_conv", "separable_conv", "conv_transpose",
-           "transpose_output_size", "window_taps", "flops_conv", "IMPLS"]
+           "transpose_output_size", "window_taps", "batch_blocked", "IMPLS"]

@@ -39,6 +39,8 @@ def detect_edges(images, name: str = "plain", orientation: str = "vertical", *,
   Returns `[N, H', W', C]` (or `[H', W']`), the response of each channel
   (magnitude of both orientations when orientation="magnitude").
   """
+  if orientation not in (*ORIENTATIONS, "magnitude"):
+    raise fail("orientation", f"one of {(*ORIENTATIONS, 'magnitude')}", orientation)
   x = jnp.asarray(images, jnp.float32)
   squeeze = x.ndim == 2
   if squeeze:
