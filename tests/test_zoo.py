@@ -50,6 +50,13 @@ def test_macs_match_torchvision(name, gmacs):
   assert summary["params"] == sum(r.params for r in summary["rows"])
 
 
+def test_vgg_heads():
+  # BN-VGG-11 features (9,225,984) + a 512 -> 8 FC (4,104) with the CIFAR-style head
+  assert param_count("vgg11_bn", head="cifar", num_classes=8) == 9_230_088
+  with pytest.raises(ValueError, match="head: expected 'imagenet' or 'cifar'"):
+    create_model("vgg11", rngs=nnx.Rngs(0), head="tiny")
+
+
 def test_one_by_one_convolution_lecture_example():
   x = (28, 28, 192)
 

@@ -1,4 +1,6 @@
-"""VGG-11 with BatchNorm on shapes (VGG-16: --config.model.name=vgg16_bn).
+"""VGG-11 with BatchNorm and the CIFAR-style head (global pool + FC) on shapes.
+
+VGG-16: --config.model.name=vgg16_bn; torchvision's 4096-wide head: --config.model.head=imagenet.
 
 Command:
   python -m experiments.train --config=experiments/configs/vgg_shapes.py --workdir=/tmp/vgg_shapes
@@ -11,5 +13,5 @@ from experiments.configs.shapes_base import apply_presets, shapes_config
 
 
 def get_config(arg=None):
-  c = shapes_config("vgg11_bn", 32, learning_rate=1e-3)
+  c = shapes_config("vgg11_bn", 32, learning_rate=1e-3, head="cifar")
   return apply_presets(c, arg)
