@@ -4,6 +4,8 @@ Command:
   python -m experiments.train --config=experiments/configs/alexnet_shapes.py --workdir=/tmp/alexnet_shapes
 
 Trains `alexnet` on embedded `shapes` classification (8 classes) at 64x64.
+Measured with --config.num_epochs=3 (seed 0): 0.514 in 111 s on 2 CPU cores; the
+recipe is not tuned for AlexNet yet.
 Presets: :test (3 steps, for the tests).
 """
 

@@ -4,6 +4,8 @@ Command:
   python -m experiments.train --config=experiments/configs/efficientnet_shapes.py --workdir=/tmp/efficientnet_shapes
 
 Trains `efficientnet_b0` on embedded `shapes` classification (8 classes) at 64x64.
+Measured with --config.num_epochs=3 (seed 0): 0.477 in 263 s on 2 CPU cores; the
+recipe is not tuned for EfficientNet yet.
 Presets: :test (3 steps, for the tests).
 """
 

@@ -4,6 +4,8 @@ Command:
   python -m experiments.train --config=experiments/configs/googlenet_shapes.py --workdir=/tmp/googlenet_shapes
 
 Trains `googlenet_aux` on embedded `shapes` classification (8 classes) at 64x64.
+Measured with --config.num_epochs=3 (seed 0): 0.954 in 254 s on 2 CPU cores;
+the 6-epoch default is not measured yet.
 Presets: :test (3 steps, for the tests).
 """
 

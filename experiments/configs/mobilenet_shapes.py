@@ -4,6 +4,8 @@ Command:
   python -m experiments.train --config=experiments/configs/mobilenet_shapes.py --workdir=/tmp/mobilenet_shapes
 
 Trains `mobilenet_v2` on embedded `shapes` classification (8 classes) at 64x64.
+Measured with --config.num_epochs=3 (seed 0): 0.338 in 186 s on 2 CPU cores; the
+recipe is not tuned for MobileNetV2 yet.
 Presets: :test (3 steps, for the tests), :v1.
 """
 

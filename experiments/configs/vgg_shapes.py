@@ -6,6 +6,8 @@ Command:
   python -m experiments.train --config=experiments/configs/vgg_shapes.py --workdir=/tmp/vgg_shapes
 
 Trains `vgg11_bn` on embedded `shapes` classification (8 classes) at 32x32.
+Measured with --config.num_epochs=3 (seed 0): 0.914 (1001 s, sharing the 2 cores
+with a test run); the 6-epoch default is not measured yet.
 Presets: :test (3 steps, for the tests).
 """
 
