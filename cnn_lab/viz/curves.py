@@ -8,14 +8,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def series(records: list[dict], key: str, transform=lambda v: v) -> list[tuple]:
+  """`(step, transform(value))` for the records that carry `key`."""
+  return [(r["step"], transform(r[key])) for r in records if key in r]
+
+
 def plot_curves(records: list[dict], path: str, title: str = "") -> str:
   """Two panels, loss and accuracy, train and eval against step; writes a PNG at `path`."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for ax, metric in zip(axes, ("loss", "accuracy")):
     for split, style, label in (("train", "-", "train (objective, augmented)"),
                                 ("eval", "o-", "eval")):
-      key = f"{split}/{metric}"
-      points = [(r["step"], r[key]) for r in records if key in r]
+      points = series(records, f"{split}/{metric}")
       if points:
         steps, values = zip(*points)
         ax.plot(steps, values, style, label=label, markersize=3)
@@ -38,8 +42,8 @@ def plot_training_error(runs: dict[str, list[dict]], path: str, title: str = "")
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for i, (name, records) in enumerate(runs.items()):
     colour = f"C{i}"
-    train = [(r["step"], 1 - r["train/accuracy"]) for r in records if "train/accuracy" in r]
-    test = [(r["step"], 1 - r["eval/accuracy"]) for r in records if "eval/accuracy" in r]
+    train = series(records, "train/accuracy", lambda a: 1 - a)
+    test = series(records, "eval/accuracy", lambda a: 1 - a)
     if train:
       ax.plot(*zip(*train), "--", color=colour, linewidth=1, label=f"{name} train")
     if test:
