@@ -17,7 +17,7 @@ def plot_curves(records: list[dict], path: str, title: str = "") -> str:
   """Two panels, loss and accuracy, train and eval against step; writes a PNG at `path`."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for ax, metric in zip(axes, ("loss", "accuracy")):
-    for split, style, label in (("train", "-", "train (objective, augmented)"),
+    for split, style, label in (("train", "-", "train (training objective)"),
                                 ("eval", "o-", "eval")):
       points = series(records, f"{split}/{metric}")
       if points:
