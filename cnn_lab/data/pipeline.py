@@ -105,15 +105,24 @@ def local_batch_size(global_batch: int, process_count: int) -> int:
   return global_batch // process_count
 
 
-def select(keys: tuple[str, ...]):
-  """A record -> only `keys` (a task's fields; drops ids and variable-length extras)."""
-  return lambda record: {k: record[k] for k in keys}
+class SelectKeys:
+  """A source whose records keep only `keys` (a task's fields; drops ids and the
+  variable-length extras that could not be batched), for sources too large to cache."""
+
+  def __init__(self, source, keys: tuple[str, ...] = ("image", "label")):
+    self.source, self.keys = source, keys
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i) -> dict:
+    record = self.source[i]
+    return {k: record[k] for k in self.keys}
 
 
 def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preprocess,
                   process_index: int = 0, process_count: int = 1,
-                  per_record: bool = False,
-                  keys: tuple[str, ...] = ("image", "label")) -> grain.MapDataset:
+                  per_record: bool = False) -> grain.MapDataset:
   """Infinite stream of this host's batches; a new permutation every epoch.
 
   Each host reads the records `process_index::process_count` and contributes
@@ -124,15 +133,14 @@ def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preproces
   ds = grain.MapDataset.source(source)[process_index::process_count]
   if len(ds) < batch:
     raise fail("batch_size", f"<= the {len(ds)} training examples per host", global_batch)
-  ds = ds.shuffle(seed=seed).repeat(None).map(select(keys))
+  ds = ds.shuffle(seed=seed).repeat(None)
   if per_record:
     return ds.map(preprocess.one).batch(batch, drop_remainder=True)
   return ds.batch(batch, drop_remainder=True).map(preprocess)
 
 
 def eval_dataset(source, *, global_batch: int, preprocess: Preprocess, process_index: int = 0,
-                 process_count: int = 1, per_record: bool = False,
-                 keys: tuple[str, ...] = ("image", "label")) -> grain.MapDataset:
+                 process_count: int = 1, per_record: bool = False) -> grain.MapDataset:
   """Every example exactly once; the tail padded with zeros and `mask=False`.
 
   Global batch b holds examples [b*B, (b+1)*B); host h takes its contiguous
@@ -141,15 +149,14 @@ def eval_dataset(source, *, global_batch: int, preprocess: Preprocess, process_i
   local = local_batch_size(global_batch, process_count)
   n = len(source)
   num_batches = math.ceil(n / global_batch)
-  pick = select(keys)
   fix = preprocess.one if per_record else (lambda record: record)
-  blank = {k: np.zeros_like(v) for k, v in fix(pick(source[0])).items()}
+  blank = {k: np.zeros_like(v) for k, v in fix(source[0]).items()}
 
   def fetch(i: int) -> dict:
     b, j = divmod(i, local)
     index = b * global_batch + process_index * local + j
     if index < n:
-      return {**fix(pick(source[index])), "mask": np.bool_(True)}
+      return {**fix(source[index]), "mask": np.bool_(True)}
     return {**blank, "mask": np.bool_(False)}
 
   ds = grain.MapDataset.range(num_batches * local).map(fetch).batch(local)

@@ -21,7 +21,8 @@ from absl import logging
 from flax import nnx
 
 from cnn_lab.data import datasets
-from cnn_lab.data.pipeline import InMemorySource, Preprocess, eval_dataset, train_dataset
+from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, eval_dataset,
+                                   train_dataset)
 from cnn_lab.eval import evaluate_classification
 from cnn_lab.models import create_model
 from cnn_lab.ops._checks import fail
@@ -100,8 +101,8 @@ def _data(config, mesh):
   source = lambda split: datasets.load_source(cfg.name, split, data_dir)
   train_src, eval_src = source(spec.train_split), source(spec.eval_split)
   per_record = None in spec.image_shape  # images of varying size: resize before batching
-  if cfg.cache and not per_record:
-    train_src, eval_src = InMemorySource(train_src), InMemorySource(eval_src)
+  wrap = InMemorySource if cfg.cache and not per_record else SelectKeys
+  train_src, eval_src = wrap(train_src), wrap(eval_src)
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
   mesh_lib.check_batch_divides(config.batch_size, mesh)
   mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
