@@ -68,12 +68,12 @@ def _network_reachable(host: str = "storage.googleapis.com", timeout: float = 3.
 
 def prepare(name: str, data_dir: str | None = None):
   """Prepares `name` as array_record under `data_dir` if needed; returns the builder."""
-  spec(name)
+  embedded = spec(name).embedded  # validates the name first
   data_dir = data_dir_or_default(data_dir)
   builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   if builder.is_prepared():
     return builder
-  if not spec(name).embedded:
+  if not embedded:
     reason = _network_reachable()
     if reason is not None:
       # TFDS would retry each download for minutes; say it at once instead.

@@ -6,6 +6,18 @@ import jax
 import jax.numpy as jnp
 
 
+def softmax_cross_entropy_per_example(logits, labels, *, label_smoothing: float = 0.0):
+  """Softmax cross-entropy of each example: logits `[N, K]`, int labels `[N]` -> `[N]`.
+
+  label_smoothing: eps; the target is (1 - eps) one-hot + eps / K.
+  """
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(labels, num_classes)
+  if label_smoothing:
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+  return -jnp.sum(targets * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+
+
 def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, mask=None):
   """Mean softmax cross-entropy from logits.
 
@@ -16,11 +28,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing: float = 0.0, mask=
   Returns:
     scalar mean over counted examples (0 when none count).
   """
-  num_classes = logits.shape[-1]
-  targets = jax.nn.one_hot(labels, num_classes)
-  if label_smoothing:
-    targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
-  per_example = -jnp.sum(targets * jax.nn.log_softmax(logits.astype(jnp.float32)), axis=-1)
+  per_example = softmax_cross_entropy_per_example(logits, labels,
+                                                  label_smoothing=label_smoothing)
   if mask is None:
     return jnp.mean(per_example)
   mask = mask.astype(per_example.dtype)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from cnn_lab import nn
+from cnn_lab import nn, ops
 from cnn_lab.models.common import check_input_size, dropout
 
 
@@ -40,11 +40,10 @@ class AlexNet(nnx.Module):
     self.original = original
     if original:
       side = input_size
-      for k, s, p in zip(kernels, strides, pads):
-        side = (side + 2 * p - k) // s + 1
-        if k in (11, 5):
-          side = (side - 3) // 2 + 1
-      side = (side - 3) // 2 + 1
+      for i, (k, s, p) in enumerate(zip(kernels, strides, pads)):
+        side = ops.output_size(side, k, p, s)
+        if i in (0, 1, 4):  # the 3/2 max pools, as in __call__
+          side = ops.output_size(side, 3, 0, 2)
       self.avgpool = None
     else:
       side = 6

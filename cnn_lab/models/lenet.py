@@ -42,6 +42,13 @@ def scaled_tanh(x):
   return 1.7159 * jnp.tanh(x * (2.0 / 3.0))
 
 
+def conv_pool_side(n: int) -> int:
+  """Side after VALID 5x5 conv, 2x2 pool, 5x5 conv, 2x2 pool (32 -> 5)."""
+  for f, s in ((5, 1), (2, 2), (5, 1), (2, 2)):
+    n = ops.output_size(n, f, 0, s)
+  return n
+
+
 class Subsampling(nnx.Module):
   """LeNet's S layers: 2x2 average times a trainable coefficient plus a bias, per map."""
 
@@ -114,8 +121,7 @@ class LeNet5(nnx.Module):
       self.s2 = nn.MaxPool(2, impl=impl)
       self.c3 = nn.Conv(6, 16, 5, **conv)
       self.s4 = nn.MaxPool(2, impl=impl)
-      side = ((input_size - 4) // 2 - 4) // 2
-      flat = 16 * side * side
+      flat = 16 * conv_pool_side(input_size) ** 2
       self.c5 = nn.Dense(flat, 120, dtype=dtype, rngs=rngs)
       flat = 120
     self.f6 = nn.Dense(flat, 84, dtype=dtype, rngs=rngs)
@@ -149,8 +155,7 @@ class CNNExample(nnx.Module):
     self.conv1 = nn.Conv(in_channels, 8, 5, **conv)
     self.pool = nn.MaxPool(2, impl=impl)
     self.conv2 = nn.Conv(8, 16, 5, **conv)
-    side = ((input_size - 4) // 2 - 4) // 2
-    self.fc3 = nn.Dense(16 * side * side, 120, dtype=dtype, rngs=rngs)
+    self.fc3 = nn.Dense(16 * conv_pool_side(input_size) ** 2, 120, dtype=dtype, rngs=rngs)
     self.fc4 = nn.Dense(120, 84, dtype=dtype, rngs=rngs)
     self.output = nn.Dense(84, num_classes, dtype=dtype, rngs=rngs)
 

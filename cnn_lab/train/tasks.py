@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from cnn_lab.data.augment import random_affine
-from cnn_lab.losses import softmax_cross_entropy
+from cnn_lab.losses import softmax_cross_entropy, softmax_cross_entropy_per_example
 from cnn_lab.ops._checks import fail
 
 
@@ -49,7 +48,7 @@ class Classification:
   def eval_sums(self, logits, batch: dict) -> dict:
     """Per-batch sums over unmasked examples, to be added over the whole eval set."""
     mask = batch["mask"].astype(jnp.float32)
-    per_example = jax.vmap(softmax_cross_entropy)(logits[:, None], batch["label"][:, None])
+    per_example = softmax_cross_entropy_per_example(logits, batch["label"])
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     return {"count": jnp.sum(mask), "loss": jnp.sum(per_example * mask),
             "correct": jnp.sum(correct * mask)}
