@@ -67,7 +67,7 @@ def test_coco_map_equals_pycocotools(seed):
   stats = pycocotools_stats(dets, gts, 3)
   ours = dict(evaluate_detections(dets, gts, 3))
   np.testing.assert_allclose(
-      [ours["mAP@[.5:.95]"], ours["coco_AP50"], ours["coco_AP75"]], stats[:3], atol=1e-12)
+      [ours["coco_mAP"], ours["coco_AP50"], ours["coco_AP75"]], stats[:3], atol=1e-12)
 
 
 def voc_devkit_ap(dets, gts, cls, threshold=0.5):
@@ -109,7 +109,7 @@ def test_perfect_missing_and_absent_classes():
   ap = average_precisions(perfect, gts, 3, thresholds=COCO_THRESHOLDS, rule="coco")
   assert np.all(ap[:, 1] == 1.0) and np.all(np.isnan(ap[:, [0, 2]]))
   empty = [{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "classes": np.zeros(0, int)}]
-  assert dict(evaluate_detections(empty, gts, 3))["mAP@0.5"] == 0.0
+  assert dict(evaluate_detections(empty, gts, 3))["voc_mAP50"] == 0.0
 
 
 @pytest.mark.parametrize("dets, message", [

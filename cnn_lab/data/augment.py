@@ -59,3 +59,21 @@ def random_affine(images, rng, *, max_rotation: float = 0.0, max_scale: float = 
   src = jnp.einsum("nij,hwj->nhwi", inverse, grid - centre) - \
       jnp.einsum("nij,nj->ni", inverse, shift)[:, None, None] + centre
   return jax.vmap(bilinear_sample, in_axes=(0, 0, None))(images, src, fill)
+
+
+def random_flips(images, boxes, rng, *, horizontal: bool = True, vertical: bool = False):
+  """Flips each image left-right and/or up-down with probability 1/2, boxes with it.
+
+  images `[N, H, W, C]`; boxes `[N, M, 4]` normalised xyxy (padding rows are flipped
+  too, harmlessly: they stay degenerate). -> (images, boxes).
+  """
+  k_h, k_v = jax.random.split(rng)
+  n = images.shape[0]
+  for enabled, key, axis, (lo, hi) in ((horizontal, k_h, 2, (0, 2)), (vertical, k_v, 1, (1, 3))):
+    if not enabled:
+      continue
+    flip = jax.random.bernoulli(key, 0.5, (n,))
+    images = jnp.where(flip[:, None, None, None], jnp.flip(images, axis), images)
+    mirrored = boxes.at[..., lo].set(1.0 - boxes[..., hi]).at[..., hi].set(1.0 - boxes[..., lo])
+    boxes = jnp.where(flip[:, None, None], mirrored, boxes)
+  return images, boxes

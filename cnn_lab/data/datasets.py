@@ -37,6 +37,7 @@ SPECS = {
     "cifar10": DatasetSpec(10, (32, 32, 3)),
     "imagenette": DatasetSpec(10, (None, None, 3), eval_split="validation"),
     "imagenet2012": DatasetSpec(1000, (None, None, 3), eval_split="validation"),
+    "voc/2007": DatasetSpec(20, (None, None, 3), train_split="train+validation"),
     **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
        for c in _shapes.Shapes.BUILDER_CONFIGS},
 }

@@ -26,19 +26,54 @@ class InMemorySource:
   """A split decoded once into numpy arrays: `source[i] -> {"image": [h, w, c], "label": ()}`.
 
   The embedded datasets and MNIST-sized catalog ones fit easily; per-record
-  reads from array_record then cost ~1 us instead of ~30 us. Only `keys` are kept
-  (a task's fixed-shape fields; detection's variable-length objects are not).
+  reads from array_record then cost ~1 us instead of ~30 us. Only `keys` are kept,
+  after `encode` (e.g. `PadObjects`) has turned a record into fixed-shape fields.
   """
 
-  def __init__(self, source, keys: tuple[str, ...] = ("image", "label")):
-    records = [source[i] for i in range(len(source))]  # faster here than __getitems__
+  def __init__(self, source, keys: tuple[str, ...] = ("image", "label"), encode=None):
+    encode = encode or (lambda record: record)
+    records = [encode(source[i]) for i in range(len(source))]  # faster than __getitems__
     self.arrays = {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
 
   def __len__(self) -> int:
-    return len(self.arrays["label"])
+    return len(self.arrays["image"])
 
   def __getitem__(self, i) -> dict:
     return {k: v[i] for k, v in self.arrays.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class PadObjects:
+  """A record's variable-length `objects` -> fixed-shape fields, for batching:
+  `boxes` float32 `[M, 4]` normalised (x1, y1, x2, y2), `classes` int32 `[M]` (-1 pads),
+  `landmarks` float32 `[M, L, 2]` normalised (x, y) when the dataset has them.
+
+  TFDS gives boxes as (ymin, xmin, ymax, xmax) and shapes' landmarks as (y, x);
+  more than `max_objects` objects is an error rather than a silent drop.
+  """
+  max_objects: int
+  num_landmarks: int = 0
+
+  def __call__(self, record: dict) -> dict:
+    objects = record["objects"]
+    bbox = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
+    n = len(bbox)
+    if len(objects["label"]) != n:
+      raise fail("objects", "as many labels as boxes", f"{len(objects['label'])} and {n}")
+    if n > self.max_objects:
+      raise fail("max_objects", f">= the {n} objects of a record", self.max_objects)
+    boxes = np.zeros((self.max_objects, 4), np.float32)
+    boxes[:n] = bbox[:, [1, 0, 3, 2]]
+    classes = np.full(self.max_objects, -1, np.int32)
+    classes[:n] = np.asarray(objects["label"], np.int64).reshape(-1)
+    out = {**{k: v for k, v in record.items() if k != "objects"}, "boxes": boxes,
+           "classes": classes}
+    if self.num_landmarks:
+      points = np.zeros((self.max_objects, self.num_landmarks, 2), np.float32)
+      points[:n] = np.asarray(objects["landmarks"], np.float32).reshape(
+          n, self.num_landmarks, 2)[..., ::-1]
+      out["landmarks"] = points
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +93,14 @@ class Preprocess:
     images = np.asarray(batch["image"], np.float32) * (1.0 / 255.0)
     images = _resize(images, self.size) if self.method == "resize" else \
         _pad(images, self.size)
-    out = {**batch, "image": (images - self.mean) / self.std,
-           "label": np.asarray(batch["label"], np.int32)}
+    out = {**batch, "image": (images - self.mean) / self.std}
+    if "label" in batch:
+      out["label"] = np.asarray(batch["label"], np.int32)
     return out
 
   def one(self, record: dict) -> dict:
     """One record `[h, w, c]` of any size -> `[size, size, c]` (datasets of varying sizes)."""
-    batch = self({**record, "image": np.asarray(record["image"])[None],
-                  "label": np.asarray(record["label"])[None]})
+    batch = self({k: np.asarray(v)[None] for k, v in record.items()})
     return {k: v[0] for k, v in batch.items()}
 
 
@@ -107,16 +142,17 @@ def local_batch_size(global_batch: int, process_count: int) -> int:
 
 class SelectKeys:
   """A source whose records keep only `keys` (a task's fields; drops ids and the
-  variable-length extras that could not be batched), for sources too large to cache."""
+  variable-length extras that could not be batched) after `encode`, for sources too
+  large to cache."""
 
-  def __init__(self, source, keys: tuple[str, ...] = ("image", "label")):
-    self.source, self.keys = source, keys
+  def __init__(self, source, keys: tuple[str, ...] = ("image", "label"), encode=None):
+    self.source, self.keys, self.encode = source, keys, encode or (lambda record: record)
 
   def __len__(self) -> int:
     return len(self.source)
 
   def __getitem__(self, i) -> dict:
-    record = self.source[i]
+    record = self.encode(self.source[i])
     return {k: record[k] for k in self.keys}
 
 

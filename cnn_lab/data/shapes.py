@@ -11,7 +11,9 @@ Each example carries annotations for all later tasks:
 Classes: circle, square, triangle, star, hexagon, cross, diamond, pentagon.
 Every example is drawn from `numpy.random.default_rng((seed, split, index))`, so a
 config prepares identically anywhere, offline, in seconds.
-Configs: `single_{32,64,128,224}` (one object) and `multi_{64,128,224}` (1-4 objects).
+Configs: `single_{32,64,128,224}` (one object), `multi_{64,128,224}` (1-4 objects) and
+`localize_64` (one object in 80% of the scenes, none in 20%; `label` is 0 when empty,
+so it is for localization, not classification).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
   train_examples: int = 6000
   test_examples: int = 1000
   seed: int = 0
+  empty_fraction: float = 0.0  # scenes without any object (localization's pc = 0)
 
 
 def _outline(kind: str, cy: float, cx: float, r: float, angle: float) -> np.ndarray:
@@ -91,12 +94,15 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
   return np.clip(img, 0, 255)
 
 
-def render(rng: np.random.Generator, size: int, max_objects: int) -> dict:
+def render(rng: np.random.Generator, size: int, max_objects: int,
+           empty_fraction: float = 0.0) -> dict:
   """One scene and its annotations (see the module docstring)."""
   image = Image.fromarray(_background(rng, size).astype(np.uint8))
   mask = Image.new("L", (size, size), 0)
   draw, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
   count = 1 if max_objects == 1 else int(rng.integers(1, max_objects + 1))
+  if empty_fraction and rng.uniform() < empty_fraction:  # drawn only when used: the
+    count = 0                                            # other configs stay as they were
   objects, placed = [], []
   for _ in range(count):
     for _attempt in range(20):  # keep centres apart so objects stay recognisable
@@ -119,11 +125,14 @@ def render(rng: np.random.Generator, size: int, max_objects: int) -> dict:
                     "landmarks": (np.clip(_landmarks(outline, cy, cx), 0, size) / size)
                     .astype(np.float32),
                     "area": (ymax - ymin) * (xmax - xmin)})
-  main = max(objects, key=lambda o: o["area"])
+  main = max(objects, key=lambda o: o["area"])["label"] if objects else 0
   for o in objects:
     del o["area"]
+  if not objects:  # TFDS needs the fields' shapes even for an empty sequence
+    objects = {"label": np.zeros(0, np.int64), "bbox": np.zeros((0, 4), np.float32),
+               "landmarks": np.zeros((0, NUM_LANDMARKS, 2), np.float32)}
   return {"image": np.asarray(image), "mask": np.asarray(mask)[..., None],
-          "label": main["label"], "objects": objects}
+          "label": main, "objects": objects}
 
 
 class Shapes(tfds.core.GeneratorBasedBuilder):
@@ -139,6 +148,8 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
       ShapesConfig(name=f"multi_{s}", size=s, max_objects=4,
                    train_examples=4000 if s <= 64 else 2000, test_examples=500)
       for s in (64, 128, 224)
+  ] + [
+      ShapesConfig(name="localize_64", size=64, max_objects=1, empty_fraction=0.2)
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -169,4 +180,4 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     for i in range(count):
       rng = np.random.default_rng((cfg.seed, SPLIT_SEEDS[split], i))
-      yield i, render(rng, cfg.size, cfg.max_objects)
+      yield i, render(rng, cfg.size, cfg.max_objects, cfg.empty_fraction)

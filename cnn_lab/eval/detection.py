@@ -142,11 +142,12 @@ def average_precisions(detections: Sequence[dict], ground_truth: Sequence[dict],
 
 def evaluate_detections(detections: Sequence[dict], ground_truth: Sequence[dict],
                         num_classes: int) -> Iterator[tuple[str, float]]:
-  """Yields `(name, value)`: VOC mAP@0.5, COCO mAP@[.5:.95], COCO AP50 and AP75."""
+  """Yields `(name, value)`: `voc_mAP50` (VOC mAP@0.5), `coco_mAP` (mAP@[.5:.95]),
+  `coco_AP50` and `coco_AP75`."""
   voc = average_precisions(detections, ground_truth, num_classes, rule="voc")
   coco = average_precisions(detections, ground_truth, num_classes,
                             thresholds=COCO_THRESHOLDS, rule="coco", max_dets=100)
-  yield "mAP@0.5", float(np.nanmean(voc)) if np.isfinite(voc).any() else 0.0
-  yield "mAP@[.5:.95]", float(np.nanmean(coco)) if np.isfinite(coco).any() else 0.0
+  yield "voc_mAP50", float(np.nanmean(voc)) if np.isfinite(voc).any() else 0.0
+  yield "coco_mAP", float(np.nanmean(coco)) if np.isfinite(coco).any() else 0.0
   yield "coco_AP50", float(np.nanmean(coco[0])) if np.isfinite(coco[0]).any() else 0.0
   yield "coco_AP75", float(np.nanmean(coco[5])) if np.isfinite(coco[5]).any() else 0.0

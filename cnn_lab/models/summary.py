@@ -30,8 +30,21 @@ class Row:
   macs: int
 
 
+# Detection presets: the input and classes they are built for (shapes' 8; the lecture's 4).
+DETECTION_DEFAULTS = {"localizer": ((64, 64, 3), 8), "sliding_window_net": ((14, 14, 3), 4),
+                      "yolo_tiny": ((64, 64, 3), 8), "yolo_small": ((64, 64, 3), 8)}
+
+
+def default_classes(name: str) -> int:
+  if name in DETECTION_DEFAULTS:
+    return DETECTION_DEFAULTS[name][1]
+  return 10 if name.startswith(("lenet5", "cnn_example")) or "_cifar" in name else 1000
+
+
 def default_input_shape(name: str) -> tuple[int, int, int]:
   """The input a preset is defined for: (H, W, C)."""
+  if name in DETECTION_DEFAULTS:
+    return DETECTION_DEFAULTS[name][0]
   if name.startswith(("lenet5", "cnn_example")):
     return (32, 32, 1 if name.startswith("lenet5") else 3)
   if "_cifar" in name:
@@ -110,7 +123,7 @@ def zoo_markdown(names=None) -> str:
   from cnn_lab.models.registry import list_models
   lines = ["| model | input | classes | parameters | MACs |", "|---|---|---:|---:|---:|"]
   for name in names or list_models():
-    classes = 10 if name.startswith(("lenet5", "cnn_example")) or "_cifar" in name else 1000
+    classes = default_classes(name)
     s = summarize(name, num_classes=classes)
     h, w, c = s["input_shape"]
     lines.append(f"| {name} | {h}x{w}x{c} | {classes} | {s['params']:,} | "

@@ -223,7 +223,7 @@ def flatten(x):
 
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
-               "relu6": jax.nn.relu6, "swish": jax.nn.swish, "gelu": jax.nn.gelu,
+               "relu6": jax.nn.relu6, "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.1), "swish": jax.nn.swish, "gelu": jax.nn.gelu,
                "identity": lambda x: x}
 
 

@@ -9,6 +9,7 @@ data-iterator position, and all randomness derives from (seed, step).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,7 +24,6 @@ from flax import nnx
 from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, eval_dataset,
                                    train_dataset)
-from cnn_lab.eval import evaluate_classification
 from cnn_lab.models import create_model
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import mesh as mesh_lib
@@ -93,8 +93,8 @@ def _summarise(pending: list[dict]) -> dict:
   return out
 
 
-def _data(config, mesh):
-  """Sources, pipelines and the number of training steps."""
+def _data(config, mesh, task):
+  """The training source, pipelines and the number of training steps."""
   cfg = config.dataset
   spec = datasets.spec(cfg.name)
   data_dir = cfg.data_dir or None
@@ -102,7 +102,7 @@ def _data(config, mesh):
   train_src, eval_src = source(spec.train_split), source(spec.eval_split)
   per_record = None in spec.image_shape  # images of varying size: resize before batching
   wrap = InMemorySource if cfg.cache and not per_record else SelectKeys
-  train_src, eval_src = wrap(train_src), wrap(eval_src)
+  train_src, eval_src = (wrap(s, task.keys, task.encode()) for s in (train_src, eval_src))
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
   mesh_lib.check_batch_divides(config.batch_size, mesh)
   mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
@@ -115,7 +115,17 @@ def _data(config, mesh):
   steps_per_epoch = len(train_src) // config.batch_size
   total = config.num_train_steps if config.num_train_steps > 0 else \
       int(round(config.num_epochs * steps_per_epoch))
-  return spec, train, evaluation, total
+  return train_src, train, evaluation, total
+
+
+def build_model(config: ml_collections.ConfigDict, task) -> nnx.Module:
+  """The model a config trains, initialised from `config.seed`."""
+  spec = datasets.spec(config.dataset.name)
+  model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
+  return create_model(config.model.name, rngs=nnx.Rngs(config.seed),
+                      num_classes=spec.num_classes, in_channels=spec.image_shape[-1],
+                      input_size=config.dataset.image_size, **model_kwargs,
+                      **task.model_kwargs())
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -125,12 +135,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   mesh = mesh_lib.make_mesh()
-  spec, train_ds, eval_ds, total_steps = _data(config, mesh)
+  spec = datasets.spec(config.dataset.name)
+  task = make_task(config, spec.num_classes)
+  train_src, train_ds, eval_ds, total_steps = _data(config, mesh, task)
+  task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "task.json"), "w") as f:
+      json.dump({"task": config.task, **dataclasses.asdict(task)}, f, indent=2)
 
-  model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
-  model = create_model(config.model.name, rngs=nnx.Rngs(config.seed),
-                       num_classes=spec.num_classes, in_channels=spec.image_shape[-1],
-                       input_size=config.dataset.image_size, **model_kwargs)
+  model = build_model(config, task)
   tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
   graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
   del model
@@ -150,7 +163,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   step = int(state.step)
   last_saved = step
 
-  task = make_task(config)
   train_step = jax.jit(make_train_step(graphdef, tx, task, schedule),
                        in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
                        donate_argnums=0)
@@ -219,7 +231,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if step % config.eval_every_steps == 0 or step == total_steps:
           flush_and_log()
           batches = (mesh_lib.global_batch(b, mesh) for b in eval_ds)
-          results = dict(evaluate_classification(eval_step, state, batches))
+          results = dict(task.evaluate(eval_step, state, batches))
           writer.write(step, results)
           final.update(results)
           logging.info("step %d  %s", step, "  ".join(f"{k}={v:.4f}" for k, v in
@@ -236,6 +248,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if jax.process_index() == 0:
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     plot_curves(records, os.path.join(workdir, "curves.png"),
-                f"{config.model.name} on {config.dataset.name}")
+                f"{config.model.name} on {config.dataset.name}", metric=task.headline)
   logging.info("Stopped at step %d/%d after %.1fs of training.", step, total_steps, elapsed)
   return {"step": step, **final}

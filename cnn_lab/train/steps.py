@@ -46,10 +46,11 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
 
 
 def make_eval_step(graphdef, task):
-  """-> eval_step(state, batch) -> per-batch sums (masked examples excluded)."""
+  """-> eval_step(state, batch) -> `task.eval_batch` of the outputs (e.g. sums over the
+  unmasked examples, or detections)."""
 
   def eval_step(state: TrainState, batch: dict):
     model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
-    return task.eval_sums(model(batch["image"], train=False), batch)
+    return task.eval_batch(model(batch["image"], train=False), batch)
 
   return eval_step

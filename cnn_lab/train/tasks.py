@@ -1,18 +1,34 @@
-"""Training tasks: what a batch means, how it is augmented, its loss and its metrics.
+"""Training tasks: what a batch holds, how it is augmented, its loss and its evaluation.
 
-The launcher picks one by `config.task`; steps and loop are shared by all tasks.
+The launcher picks one by `config.task`; steps and loop are shared by all tasks. A
+task says which record fields it reads (`keys`, after `encode` has made them fixed
+in shape), may fit itself to the training data (`setup`, e.g. YOLO's anchors), adds
+constructor arguments to the model (`model_kwargs`), and evaluates a whole split
+(`evaluate` yields `(name, value)`; `eval_batch` is what the jitted eval step returns).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
+import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from cnn_lab.data.augment import random_affine
+from cnn_lab.data.augment import random_affine, random_flips
+from cnn_lab.data.pipeline import PadObjects
+from cnn_lab.detection import localization, yolo
+from cnn_lab.eval import evaluate_classification, evaluate_detections
+from cnn_lab.eval.classification import sum_batches
 from cnn_lab.losses import softmax_cross_entropy, softmax_cross_entropy_per_example
 from cnn_lab.ops._checks import fail
+
+
+def _ratios(totals: dict, pairs: dict) -> Iterator[tuple[str, float]]:
+  for name, (numerator, denominator) in pairs.items():
+    yield f"eval/{name}", float(totals[numerator]) / max(float(totals[denominator]), 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +40,18 @@ class Classification:
   max_scale: float = 0.0
   max_shift: float = 0.0
   fill: float = 0.0
+  keys = ("image", "label")
+  headline = "accuracy"
+
+  def encode(self):
+    return None
+
+  def setup(self, train_source) -> "Classification":
+    del train_source
+    return self
+
+  def model_kwargs(self) -> dict:
+    return {}
 
   def augment(self, batch: dict, rng) -> dict:
     if not (self.max_rotation or self.max_scale or self.max_shift):
@@ -45,7 +73,7 @@ class Classification:
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     return loss, {"loss": loss, "accuracy": accuracy}
 
-  def eval_sums(self, logits, batch: dict) -> dict:
+  def eval_batch(self, logits, batch: dict) -> dict:
     """Per-batch sums over unmasked examples, to be added over the whole eval set."""
     mask = batch["mask"].astype(jnp.float32)
     per_example = softmax_cross_entropy_per_example(logits, batch["label"])
@@ -53,13 +81,153 @@ class Classification:
     return {"count": jnp.sum(mask), "loss": jnp.sum(per_example * mask),
             "correct": jnp.sum(correct * mask)}
 
+  def evaluate(self, eval_step, state, batches) -> Iterator[tuple[str, float]]:
+    yield from evaluate_classification(eval_step, state, batches)
 
-TASKS = {"classification": Classification}
+
+@dataclasses.dataclass(frozen=True)
+class Localization:
+  """One object or none per image: the course's `[pc, bx, by, bh, bw, c1..cK]` (+ landmarks).
+
+  Batches hold `boxes [N, 1, 4]`, `classes [N, 1]` (-1: no object) and, with
+  `num_landmarks`, `landmarks [N, 1, L, 2]` (see `PadObjects`).
+  """
+  num_classes: int = 8
+  num_landmarks: int = 0
+  box_weight: float = 5.0
+  landmark_weight: float = 5.0
+  headline = "iou50_accuracy"
+
+  @property
+  def keys(self):
+    return ("image", "boxes", "classes") + (("landmarks",) if self.num_landmarks else ())
+
+  def encode(self):
+    return PadObjects(1, self.num_landmarks)
+
+  def setup(self, train_source) -> "Localization":
+    del train_source
+    return self
+
+  def model_kwargs(self) -> dict:
+    return {"num_landmarks": self.num_landmarks}
+
+  def augment(self, batch: dict, rng) -> dict:
+    del rng
+    return batch
+
+  def _targets(self, batch):
+    return localization.Targets(batch["boxes"][:, 0], batch["classes"][:, 0],
+                                batch["landmarks"][:, 0] if self.num_landmarks else None)
+
+  def loss(self, outputs, batch: dict):
+    terms = localization.localization_loss(outputs, self._targets(batch), self.num_classes,
+                                           self.num_landmarks)
+    loss = (terms["presence"] + self.box_weight * terms["box"] + terms["classes"] +
+            self.landmark_weight * terms.get("landmarks", 0.0))
+    return loss, {"loss": loss, **terms}
+
+  def eval_batch(self, outputs, batch: dict) -> dict:
+    return localization.eval_sums(outputs, self._targets(batch), batch["mask"],
+                                  self.num_classes, self.num_landmarks)
+
+  def evaluate(self, eval_step, state, batches) -> Iterator[tuple[str, float]]:
+    totals = sum_batches(eval_step, state, batches)
+    pairs = {"presence_accuracy": ("presence_correct", "count"),
+             "class_accuracy": ("class_correct", "objects"),
+             "iou50_accuracy": ("iou50", "objects"),
+             "localization_accuracy": ("iou50_and_class", "objects"),
+             "mean_iou": ("iou", "objects")}
+    if self.num_landmarks:
+      pairs["landmark_nme"] = ("nme", "objects")
+    yield from _ratios(totals, pairs)
+    yield "eval/count", float(totals["count"])
 
 
-def make_task(config: ml_collections.ConfigDict):
+@dataclasses.dataclass(frozen=True)
+class Detection:
+  """YOLOv2 on a grid: batches hold `boxes [N, M, 4]` and `classes [N, M]` (-1 pads)."""
+  num_classes: int = 8
+  max_objects: int = 4
+  num_anchors: int = 5
+  anchors: tuple = ()  # ((w, h), ...) as image fractions; () = k-means on the training boxes
+  anchor_iou: float = 0.0  # mean IoU of training boxes with their best anchor (k-means)
+  weights: yolo.YoloLossWeights = yolo.YoloLossWeights()
+  postprocess: yolo.PostProcess = yolo.PostProcess()
+  horizontal_flip: bool = True
+  vertical_flip: bool = True
+  keys = ("image", "boxes", "classes")
+  headline = "voc_mAP50"
+
+  def encode(self):
+    return PadObjects(self.max_objects)
+
+  def setup(self, train_source) -> "Detection":
+    """Fills `anchors` with YOLOv2's dimension clusters of the training boxes."""
+    if self.anchors:
+      if len(self.anchors) != self.num_anchors:
+        raise fail("detection.anchors", f"{self.num_anchors} (w, h) pairs", self.anchors)
+      return self
+    boxes = np.concatenate([train_source[i]["boxes"][train_source[i]["classes"] >= 0]
+                            for i in range(len(train_source))])
+    anchors, mean_iou = yolo.kmeans_anchors(boxes[:, 2:] - boxes[:, :2], self.num_anchors)
+    return dataclasses.replace(self, anchors=tuple(map(tuple, anchors.tolist())),
+                               anchor_iou=mean_iou)
+
+  def model_kwargs(self) -> dict:
+    return {"num_anchors": self.num_anchors}
+
+  def augment(self, batch: dict, rng) -> dict:
+    if not (self.horizontal_flip or self.vertical_flip):
+      return batch
+    image, boxes = random_flips(batch["image"], batch["boxes"], rng,
+                                horizontal=self.horizontal_flip, vertical=self.vertical_flip)
+    return {**batch, "image": image, "boxes": boxes}
+
+  def loss(self, outputs, batch: dict):
+    anchors = jnp.asarray(self.anchors, jnp.float32)
+    per_image = jax.vmap(yolo.yolo_loss, in_axes=(0, 0, 0, None, None))
+    losses, terms = per_image(outputs, batch["boxes"], batch["classes"], anchors, self.weights)
+    loss = jnp.mean(losses)
+    return loss, {"loss": loss, **{k: jnp.mean(v) for k, v in terms.items()}}
+
+  def detect(self, outputs) -> dict:
+    """Raw `[N, S, S, B, 5 + K]` -> batched fixed-size detections (see `PostProcess`)."""
+    anchors = jnp.asarray(self.anchors, jnp.float32)
+    return jax.vmap(self.postprocess, in_axes=(0, None))(outputs, anchors)
+
+  def eval_batch(self, outputs, batch: dict) -> dict:
+    return {"detections": self.detect(outputs), "boxes": batch["boxes"],
+            "classes": batch["classes"], "mask": batch["mask"]}
+
+  def evaluate(self, eval_step, state, batches) -> Iterator[tuple[str, float]]:
+    detections, truth = [], []
+    for batch in batches:
+      out = jax.device_get(eval_step(state, batch))
+      for i in np.flatnonzero(out["mask"]):
+        n, found = int(out["detections"]["count"][i]), out["classes"][i] >= 0
+        detections.append({k: out["detections"][k][i][:n]
+                           for k in ("boxes", "scores", "classes")})
+        truth.append({"boxes": out["boxes"][i][found], "classes": out["classes"][i][found]})
+    for name, value in evaluate_detections(detections, truth, self.num_classes):
+      yield f"eval/{name}", value
+    yield "eval/count", float(len(truth))
+
+
+TASKS = {"classification": Classification, "localization": Localization,
+         "detection": Detection}
+
+
+def make_task(config: ml_collections.ConfigDict, num_classes: int):
   if config.task not in TASKS:
     raise fail("task", f"one of {sorted(TASKS)}", config.task)
   if config.task == "classification":
     return Classification(label_smoothing=config.loss.label_smoothing, **config.augment)
-  raise AssertionError(config.task)
+  if config.task == "localization":
+    return Localization(num_classes=num_classes, **config.localization)
+  d = config.detection.to_dict()
+  return Detection(
+      num_classes=num_classes, max_objects=d["max_objects"], num_anchors=d["num_anchors"],
+      anchors=tuple(map(tuple, d["anchors"])), weights=yolo.YoloLossWeights(**d["loss"]),
+      postprocess=yolo.PostProcess(**d["postprocess"]),
+      horizontal_flip=d["horizontal_flip"], vertical_flip=d["vertical_flip"])

@@ -13,10 +13,12 @@ def series(records: list[dict], key: str, transform=lambda v: v) -> list[tuple]:
   return [(r["step"], transform(r[key])) for r in records if key in r]
 
 
-def plot_curves(records: list[dict], path: str, title: str = "") -> str:
-  """Two panels, loss and accuracy, train and eval against step; writes a PNG at `path`."""
+def plot_curves(records: list[dict], path: str, title: str = "",
+                metric: str = "accuracy") -> str:
+  """Two panels, the loss and `metric` (a fraction), train and eval against step;
+  writes a PNG at `path`."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  for ax, metric in zip(axes, ("loss", "accuracy")):
+  for ax, metric in zip(axes, ("loss", metric)):
     for split, style, label in (("train", "-", "train (training objective)"),
                                 ("eval", "o-", "eval")):
       points = series(records, f"{split}/{metric}")

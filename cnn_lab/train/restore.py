@@ -1,0 +1,59 @@
+"""A trained run back from its workdir, for inference tools (detect, predict, visualize)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+from flax import nnx
+
+from cnn_lab.data import datasets
+from cnn_lab.ops._checks import fail
+from cnn_lab.train.checkpoint import Checkpointer, abstract_like
+from cnn_lab.train.loop import build_model
+from cnn_lab.train.optim import make_optimizer
+from cnn_lab.train.state import create_train_state
+from cnn_lab.train.tasks import make_task
+
+
+@dataclasses.dataclass
+class TrainedRun:
+  config: ml_collections.ConfigDict
+  task: object
+  model: nnx.Module  # in evaluation use: call with train=False
+  step: int
+
+
+def load_run(workdir: str) -> TrainedRun:
+  """Rebuilds config, task (with what it fitted, e.g. anchors) and model; restores the
+  latest readable checkpoint of `workdir`."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  paths = {name: os.path.join(workdir, f"{name}.json") for name in ("config", "task")}
+  for path in paths.values():
+    if not os.path.exists(path):
+      raise fail("workdir", f"a training workdir holding {os.path.basename(path)}", workdir)
+  with open(paths["config"]) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with open(paths["task"]) as f:
+    saved = json.load(f)
+  task = make_task(config, datasets.spec(config.dataset.name).num_classes)
+  fitted = {k: saved[k] for k in ("anchors", "anchor_iou") if k in saved}
+  if "anchors" in fitted:
+    fitted["anchors"] = tuple(map(tuple, fitted["anchors"]))
+  task = dataclasses.replace(task, **fitted)
+  model = build_model(config, task)
+  tx, _ = make_optimizer(config.optimizer, config.schedule, 1)
+  graphdef, state = create_train_state(model, tx, jax.random.key(0))
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    restored = checkpointer.restore(abstract_like(state))
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise fail("workdir", "a workdir with a checkpoint", workdir)
+  state, _, step = restored
+  model = nnx.merge(graphdef, state.params, state.batch_stats)
+  return TrainedRun(config, task, model, step)

@@ -1,0 +1,32 @@
+"""Classification with localization and landmarks (the course's `[pc, bx, by, bh, bw, c]`).
+
+Command:
+  python -m experiments.train --config=experiments/configs/localize_shapes.py --workdir=/tmp/localize
+
+Trains `localizer` on the embedded `shapes/localize_64` (one object in 80% of the
+64x64 scenes, none in 20%) with the presence, box, class and 5-landmark losses.
+Reports `eval/iou50_accuracy` (box IoU > 0.5 on images with an object),
+`eval/localization_accuracy` (and the right class), `eval/presence_accuracy` and
+`eval/landmark_nme` (mean landmark error / sqrt(box area)).
+Measured: see README "Detection".
+Presets: :test (3 steps, for the tests); :nolandmarks (the box head alone).
+"""
+
+import ml_collections
+
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+
+def _no_landmarks(c):
+  c.localization.num_landmarks = 0
+
+
+def get_config(arg=None):
+  c = shapes_config("localizer", 64, batch_size=64, epochs=15.0, learning_rate=2e-3,
+                    test_size=64)
+  c.task = "localization"
+  c.dataset.name = "shapes/localize_64"
+  del c.augment, c.loss  # classification's
+  c.localization = ml_collections.ConfigDict(dict(num_landmarks=5, box_weight=5.0,
+                                                  landmark_weight=5.0))
+  return apply_presets(c, arg, {"nolandmarks": _no_landmarks})
