@@ -16,6 +16,7 @@ import numpy as np
 from absl import flags, logging
 from flax import nnx
 
+from cnn_lab.benchmarks.timing import median_seconds
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import PadObjects, Preprocess
@@ -29,6 +30,8 @@ flags.DEFINE_string("workdir", None, "A detection run's workdir (experiments.tra
 flags.DEFINE_string("out", None, "Where PNGs go (default: WORKDIR/detections).")
 flags.DEFINE_integer("examples", 0, "Also draw this many images of the run's test split.")
 flags.DEFINE_float("min_score", 0.3, "Draw and print detections scoring at least this.")
+flags.DEFINE_integer("time_batch", 0, "Also time the jitted model + decoding + NMS on a "
+                     "batch of this many test images and print images/s.")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
 
@@ -50,6 +53,19 @@ def predict(task, outputs) -> dict:
   if p.landmarks is not None:
     out["landmarks"] = p.landmarks
   return out
+
+
+def time_inference(detect, state, preprocess, cfg, batch: int) -> None:
+  """Median time of one jitted batch (compile and warm-up excluded)."""
+  source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+                                cfg.data_dir or None)
+  images = np.stack([preprocess.one({"image": source[i % len(source)]["image"]})["image"]
+                     for i in range(batch)])
+  seconds = median_seconds(detect, state, images)
+  print(f"inference: {batch} images of {images.shape[1]}x{images.shape[2]} in "
+        f"{1e3 * seconds:.1f} ms (model, decoding and NMS, jitted): "
+        f"{batch / seconds:.0f} images/s on {jax.device_count()} {jax.default_backend()} "
+        "device(s)")
 
 
 def main(argv):
@@ -75,7 +91,11 @@ def main(argv):
       found = record["classes"] >= 0
       items.append((f"example_{i:03d}", np.asarray(record["image"]),
                     (record["boxes"][found], record["classes"][found])))
+  if FLAGS.time_batch:
+    time_inference(detect, state, preprocess, cfg, FLAGS.time_batch)
   if not items:
+    if FLAGS.time_batch:
+      return
     raise fail("images", "image paths, sample names or --examples=N", "nothing")
 
   drawn = []

@@ -29,6 +29,9 @@ def plot_curves(records: list[dict], path: str, title: str = "",
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend()
+  losses = [v for _, v in series(records, "train/loss") + series(records, "eval/loss")]
+  if losses and min(losses) > 0 and max(losses) / min(losses) > 50:
+    axes[0].set_yscale("log")  # detection losses fall by orders of magnitude
   axes[1].set_ylim(top=1.0)
   if title:
     fig.suptitle(title)

@@ -8,7 +8,9 @@ Trains `localizer` on the embedded `shapes/localize_64` (one object in 80% of th
 Reports `eval/iou50_accuracy` (box IoU > 0.5 on images with an object),
 `eval/localization_accuracy` (and the right class), `eval/presence_accuracy` and
 `eval/landmark_nme` (mean landmark error / sqrt(box area)).
-Measured: see README "Detection".
+Measured (seed 0, default config, 2 CPU cores): eval/iou50_accuracy 0.9988,
+eval/localization_accuracy 0.9950, eval/presence_accuracy 1.0, eval/mean_iou 0.896,
+eval/landmark_nme 0.075 after 1,395 steps (15 epochs) in 528 s of training.
 Presets: :test (3 steps, for the tests); :nolandmarks (the box head alone).
 """
 
