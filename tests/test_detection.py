@@ -188,3 +188,20 @@ def test_detect_refuses_bad_images_and_workdirs(tmp_path):
   assert load_image("chelsea").shape == (300, 451, 3)
   with pytest.raises(ValueError, match="workdir: expected a training workdir"):
     load_run(str(tmp_path))
+
+
+def test_sliding_windows_experiment_prints_and_saves(tmp_path):
+  import json
+  import os
+  import subprocess
+  import sys
+
+  from tests.helpers import ROOT
+  out = subprocess.run([sys.executable, "-m", "experiments.sliding_windows", "--steps=5",
+                        "--scenes=4", f"--out={tmp_path}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "convolutional: one pass" in out.stdout
+  rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+  assert len(rows) == 4 and all(r["max_abs_diff"] < 1e-4 for r in rows)
+  assert os.path.exists(tmp_path / "scan.png")
