@@ -6,7 +6,11 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=25, deadline=None,
+# derandomize: every run draws the same examples, so a CI result is reproducible
+# (`--hypothesis-profile=explore` draws fresh ones, with more of them).
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
 
