@@ -13,12 +13,13 @@ import json
 
 from absl import app, flags
 
-from cnn_lab.models.summary import format_summary, summarize, zoo_markdown
+from cnn_lab.models.summary import default_classes, format_summary, summarize, zoo_markdown
 
 flags.DEFINE_string("model", None, "A registered model name.")
 flags.DEFINE_bool("all", False, "A markdown table of every preset (parameters, MACs).")
 flags.DEFINE_list("input_shape", None, "H,W,C (default: the preset's own).")
-flags.DEFINE_integer("num_classes", 1000, "Classes of the output layer.")
+flags.DEFINE_integer("num_classes", None, "Classes of the output layer (default: the "
+                     "preset's own: 1000 for ImageNet models, 10 for CIFAR/LeNet, ...).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
 FLAGS = flags.FLAGS
 
@@ -33,7 +34,9 @@ def main(argv):
   shape = tuple(int(v) for v in FLAGS.input_shape) if FLAGS.input_shape else None
   if shape is not None and len(shape) != 3:
     raise app.UsageError(f"input_shape: expected H,W,C, received {FLAGS.input_shape}")
-  summary = summarize(FLAGS.model, shape, FLAGS.num_classes)
+  classes = FLAGS.num_classes if FLAGS.num_classes is not None else \
+      default_classes(FLAGS.model)
+  summary = summarize(FLAGS.model, shape, classes)
   if FLAGS.json:
     print(json.dumps({**summary, "rows": [dataclasses.asdict(r) for r in summary["rows"]]}))
   else:

@@ -161,3 +161,39 @@ def test_voc_detection_runs_by_name_on_mock_data(monkeypatch, tmp_path):
     result = train_and_evaluate(config, str(tmp_path))
   assert result["step"] == 3 and result["eval/count"] == 16
   assert 0.0 <= result["eval/voc_mAP50"] <= 1.0
+
+
+def test_pets_segmentation_runs_by_name_on_mock_data(monkeypatch, tmp_path):
+  """`oxford_iiit_pet` through the U-Net config's :pets preset on TFDS's mock records
+  (whose masks get the image's size and ids 1..3, as the real ones have)."""
+  import tensorflow_datasets as tfds
+  from PIL import Image
+
+  from cnn_lab.train.launch import load_config
+  from cnn_lab.train.loop import train_and_evaluate
+  from tests.helpers import ROOT
+  monkeypatch.setattr(datasets, "_network_reachable", lambda *a, **k: None)
+  real_source = datasets.load_source
+
+  class Consistent:
+    def __init__(self, source):
+      self.source = source
+
+    def __len__(self):
+      return len(self.source)
+
+    def __getitem__(self, i):
+      record = self.source[i]
+      h, w = np.shape(record["image"])[:2]
+      mask = np.asarray(record["segmentation_mask"])[..., 0] % 3 + 1
+      mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((w, h), Image.NEAREST))
+      return {**record, "segmentation_mask": mask[..., None]}
+
+  monkeypatch.setattr(datasets, "load_source", lambda *a: Consistent(real_source(*a)))
+  config = load_config(os.path.join(ROOT, "experiments", "configs",
+                                    "unet_shapes.py:test,pets"))
+  config.dataset.image_size, config.eval_batch_size = 32, 8
+  with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
+    result = train_and_evaluate(config, str(tmp_path))
+  assert result["step"] == 3 and result["eval/count"] == 16
+  assert {"eval/iou/pet", "eval/mean_iou"} <= set(result)

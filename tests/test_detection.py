@@ -133,8 +133,8 @@ def test_flips_move_boxes_with_the_pixels():
   image[0, 2:6, 1:9] = 1.0  # rows 2..5, cols 1..8 -> box x 1/16..9/16, y 2/16..6/16
   boxes = jnp.array([[[1, 2, 9, 6]]], jnp.float32) / 16
   for seed in range(6):
-    flipped, moved = random_flips(jnp.asarray(image), boxes, jax.random.key(seed),
-                                  horizontal=True, vertical=True)
+    flipped, moved, _ = random_flips(jnp.asarray(image), jax.random.key(seed), boxes=boxes,
+                                     horizontal=True, vertical=True)
     ys, xs = np.nonzero(np.asarray(flipped)[0, ..., 0])
     np.testing.assert_allclose(moved[0, 0] * 16, [xs.min(), ys.min(), xs.max() + 1,
                                                   ys.max() + 1], atol=1e-5)

@@ -61,11 +61,14 @@ def random_affine(images, rng, *, max_rotation: float = 0.0, max_scale: float = 
   return jax.vmap(bilinear_sample, in_axes=(0, 0, None))(images, src, fill)
 
 
-def random_flips(images, boxes, rng, *, horizontal: bool = True, vertical: bool = False):
-  """Flips each image left-right and/or up-down with probability 1/2, boxes with it.
+def random_flips(images, rng, *, boxes=None, masks=None, horizontal: bool = True,
+                 vertical: bool = False):
+  """Flips each image left-right and/or up-down with probability 1/2, its boxes and
+  masks with it.
 
   images `[N, H, W, C]`; boxes `[N, M, 4]` normalised xyxy (padding rows are flipped
-  too, harmlessly: they stay degenerate). -> (images, boxes).
+  too, harmlessly: they stay degenerate); masks `[N, H, W]`. -> (images, boxes, masks),
+  None where none was given.
   """
   k_h, k_v = jax.random.split(rng)
   n = images.shape[0]
@@ -74,6 +77,10 @@ def random_flips(images, boxes, rng, *, horizontal: bool = True, vertical: bool 
       continue
     flip = jax.random.bernoulli(key, 0.5, (n,))
     images = jnp.where(flip[:, None, None, None], jnp.flip(images, axis), images)
-    mirrored = boxes.at[..., lo].set(1.0 - boxes[..., hi]).at[..., hi].set(1.0 - boxes[..., lo])
-    boxes = jnp.where(flip[:, None, None], mirrored, boxes)
-  return images, boxes
+    if masks is not None:
+      masks = jnp.where(flip[:, None, None], jnp.flip(masks, axis), masks)
+    if boxes is not None:
+      mirrored = boxes.at[..., lo].set(1.0 - boxes[..., hi]).at[..., hi].set(
+          1.0 - boxes[..., lo])
+      boxes = jnp.where(flip[:, None, None], mirrored, boxes)
+  return images, boxes, masks

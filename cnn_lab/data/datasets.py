@@ -38,6 +38,7 @@ SPECS = {
     "imagenette": DatasetSpec(10, (None, None, 3), eval_split="validation"),
     "imagenet2012": DatasetSpec(1000, (None, None, 3), eval_split="validation"),
     "voc/2007": DatasetSpec(20, (None, None, 3), train_split="train+validation"),
+    "oxford_iiit_pet": DatasetSpec(37, (None, None, 3)),  # 37 breeds; masks: 3 classes
     **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
        for c in _shapes.Shapes.BUILDER_CONFIGS},
 }

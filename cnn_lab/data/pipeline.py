@@ -96,12 +96,42 @@ class Preprocess:
     out = {**batch, "image": (images - self.mean) / self.std}
     if "label" in batch:
       out["label"] = np.asarray(batch["label"], np.int32)
+    if "segmentation" in batch:  # class maps follow the image, nearest neighbour
+      out["segmentation"] = _resize_nearest(np.asarray(batch["segmentation"]), self.size) \
+          if self.method == "resize" else _pad(np.asarray(batch["segmentation"])[..., None],
+                                               self.size)[..., 0]
     return out
 
   def one(self, record: dict) -> dict:
     """One record `[h, w, c]` of any size -> `[size, size, c]` (datasets of varying sizes)."""
     batch = self({k: np.asarray(v)[None] for k, v in record.items()})
     return {k: v[0] for k, v in batch.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationTarget:
+  """A record's per-pixel class map -> `segmentation` int32 `[H, W]` in [0, num_classes).
+
+  `key`: the dataset's mask field (`mask` for shapes, `segmentation_mask` for
+  oxford_iiit_pet); `offset` is added to the stored ids (the pets' 1..3 -> 0..2).
+  A mask whose size differs from the image, or an id outside the range, is an error.
+  """
+  num_classes: int
+  key: str = "mask"
+  offset: int = 0
+
+  def __call__(self, record: dict) -> dict:
+    mask = np.asarray(record[self.key])
+    mask = mask[..., 0] if mask.ndim == 3 and mask.shape[-1] == 1 else mask
+    image_hw = np.shape(record["image"])[:2]
+    if mask.shape != image_hw:
+      raise fail(self.key, f"a mask of the image's size {image_hw}", mask.shape)
+    labels = mask.astype(np.int32) + self.offset
+    if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+      raise fail(self.key, f"class ids in [0, {self.num_classes}) after offset "
+                 f"{self.offset}", f"ids {sorted(set(np.unique(labels).tolist()))}")
+    out = {k: v for k, v in record.items() if k != self.key}
+    return {**out, "segmentation": labels}
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,6 +153,16 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
     return images
   rows = np.matmul(_interpolation_matrix(h, size), images.transpose(0, 3, 1, 2))
   return np.matmul(rows, _interpolation_matrix(w, size).T).transpose(0, 2, 3, 1)
+
+
+def _resize_nearest(maps: np.ndarray, size: int) -> np.ndarray:
+  """`[B, h, w]` integer maps -> `[B, size, size]`, nearest pixel centre."""
+  _, h, w = maps.shape
+  if (h, w) == (size, size):
+    return maps
+  rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(int), h - 1)
+  cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(int), w - 1)
+  return maps[:, rows][:, :, cols]
 
 
 def _pad(images: np.ndarray, size: int) -> np.ndarray:

@@ -2,5 +2,7 @@
 
 from cnn_lab.losses.classification import (softmax_cross_entropy,
                                             softmax_cross_entropy_per_example)
+from cnn_lab.losses.segmentation import dice_loss, pixel_cross_entropy
 
-__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_per_example"]
+__all__ = ["dice_loss", "pixel_cross_entropy", "softmax_cross_entropy",
+           "softmax_cross_entropy_per_example"]

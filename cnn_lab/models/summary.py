@@ -30,21 +30,23 @@ class Row:
   macs: int
 
 
-# Detection presets: the input and classes they are built for (shapes' 8; the lecture's 4).
-DETECTION_DEFAULTS = {"localizer": ((64, 64, 3), 8), "sliding_window_net": ((14, 14, 3), 4),
-                      "yolo_tiny": ((64, 64, 3), 8), "yolo_small": ((64, 64, 3), 8)}
+# Detection and segmentation presets: the input and classes they are built for
+# (shapes' 8, the lecture's 4, the course's U-Net 96x128 with 23, the paper's 572 with 2).
+TASK_DEFAULTS = {"localizer": ((64, 64, 3), 8), "sliding_window_net": ((14, 14, 3), 4),
+                 "yolo_tiny": ((64, 64, 3), 8), "yolo_small": ((64, 64, 3), 8),
+                 "unet": ((96, 128, 3), 23), "unet_original": ((572, 572, 1), 2)}
 
 
 def default_classes(name: str) -> int:
-  if name in DETECTION_DEFAULTS:
-    return DETECTION_DEFAULTS[name][1]
+  if name in TASK_DEFAULTS:
+    return TASK_DEFAULTS[name][1]
   return 10 if name.startswith(("lenet5", "cnn_example")) or "_cifar" in name else 1000
 
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
   """The input a preset is defined for: (H, W, C)."""
-  if name in DETECTION_DEFAULTS:
-    return DETECTION_DEFAULTS[name][0]
+  if name in TASK_DEFAULTS:
+    return TASK_DEFAULTS[name][0]
   if name.startswith(("lenet5", "cnn_example")):
     return (32, 32, 1 if name.startswith("lenet5") else 3)
   if "_cifar" in name:
@@ -90,10 +92,9 @@ def trace_rows(model: nnx.Module, input_shape, **call_kwargs) -> tuple[list[Row]
 def summarize(name: str, input_shape=None, num_classes: int = 1000, **kwargs) -> dict:
   """-> {"model", "input_shape", "rows", "params", "macs", "output_shape"}."""
   h, w, c = input_shape or default_input_shape(name)
-  if h != w:
-    raise ValueError(f"input_shape: expected a square image (H == W), received {(h, w, c)}")
   model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), num_classes=num_classes,
-                                              in_channels=c, input_size=h, **kwargs))
+                                              in_channels=c, input_size=h if h == w else (h, w),
+                                              **kwargs))
   rows, out = trace_rows(model, (h, w, c))
   return {"model": name, "input_shape": (h, w, c), "rows": rows,
           "params": _own_params(model), "macs": sum(r.macs for r in rows),

@@ -121,11 +121,11 @@ def _data(config, mesh, task):
 def build_model(config: ml_collections.ConfigDict, task) -> nnx.Module:
   """The model a config trains, initialised from `config.seed`."""
   spec = datasets.spec(config.dataset.name)
-  model_kwargs = {k: v for k, v in config.model.items() if k != "name"}
-  return create_model(config.model.name, rngs=nnx.Rngs(config.seed),
-                      num_classes=spec.num_classes, in_channels=spec.image_shape[-1],
-                      input_size=config.dataset.image_size, **model_kwargs,
-                      **task.model_kwargs())
+  kwargs = {"num_classes": spec.num_classes, "in_channels": spec.image_shape[-1],
+            "input_size": config.dataset.image_size,
+            **{k: v for k, v in config.model.items() if k != "name"},
+            **task.model_kwargs()}  # e.g. segmentation's classes are the mask's, not the spec's
+  return create_model(config.model.name, rngs=nnx.Rngs(config.seed), **kwargs)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:

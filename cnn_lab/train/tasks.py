@@ -18,11 +18,13 @@ import ml_collections
 import numpy as np
 
 from cnn_lab.data.augment import random_affine, random_flips
-from cnn_lab.data.pipeline import PadObjects
+from cnn_lab.data.pipeline import PadObjects, SegmentationTarget
 from cnn_lab.detection import localization, yolo
 from cnn_lab.eval import evaluate_classification, evaluate_detections
 from cnn_lab.eval.classification import sum_batches
-from cnn_lab.losses import softmax_cross_entropy, softmax_cross_entropy_per_example
+from cnn_lab.eval.segmentation import confusion_matrix, segmentation_metrics
+from cnn_lab.losses import (dice_loss, pixel_cross_entropy, softmax_cross_entropy,
+                            softmax_cross_entropy_per_example)
 from cnn_lab.ops._checks import fail
 
 
@@ -180,8 +182,9 @@ class Detection:
   def augment(self, batch: dict, rng) -> dict:
     if not (self.horizontal_flip or self.vertical_flip):
       return batch
-    image, boxes = random_flips(batch["image"], batch["boxes"], rng,
-                                horizontal=self.horizontal_flip, vertical=self.vertical_flip)
+    image, boxes, _ = random_flips(batch["image"], rng, boxes=batch["boxes"],
+                                   horizontal=self.horizontal_flip,
+                                   vertical=self.vertical_flip)
     return {**batch, "image": image, "boxes": boxes}
 
   def loss(self, outputs, batch: dict):
@@ -214,8 +217,71 @@ class Detection:
     yield "eval/count", float(len(truth))
 
 
+@dataclasses.dataclass(frozen=True)
+class Segmentation:
+  """Per-pixel classes: batches hold `segmentation` int32 `[N, H, W]`; logits `[N, H, W, K]`.
+
+  Loss: per-pixel softmax cross-entropy (optionally class-weighted) plus
+  `dice_weight` x soft Dice. Evaluation: one confusion matrix over the split.
+  """
+  num_classes: int
+  mask_key: str = "mask"
+  mask_offset: int = 0
+  class_weights: tuple = ()
+  dice_weight: float = 0.0
+  horizontal_flip: bool = True
+  vertical_flip: bool = False
+  class_names: tuple = ()
+  keys = ("image", "segmentation")
+  headline = "mean_iou"
+
+  def encode(self):
+    return SegmentationTarget(self.num_classes, self.mask_key, self.mask_offset)
+
+  def setup(self, train_source) -> "Segmentation":
+    del train_source
+    return self
+
+  def model_kwargs(self) -> dict:
+    return {"num_classes": self.num_classes}
+
+  def augment(self, batch: dict, rng) -> dict:
+    if not (self.horizontal_flip or self.vertical_flip):
+      return batch
+    image, _, masks = random_flips(batch["image"], rng, masks=batch["segmentation"],
+                                   horizontal=self.horizontal_flip,
+                                   vertical=self.vertical_flip)
+    return {**batch, "image": image, "segmentation": masks}
+
+  def _loss(self, logits, labels, mask=None):
+    loss = pixel_cross_entropy(logits, labels, class_weights=self.class_weights or None,
+                               mask=mask)
+    return loss + (self.dice_weight * dice_loss(logits, labels) if self.dice_weight else 0.0)
+
+  def loss(self, logits, batch: dict):
+    labels = batch["segmentation"]
+    loss = self._loss(logits, labels)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+    return loss, {"loss": loss, "pixel_accuracy": accuracy}
+
+  def eval_batch(self, logits, batch: dict) -> dict:
+    labels, mask = batch["segmentation"], batch["mask"]
+    pixels = jnp.sum(mask) * labels.shape[1] * labels.shape[2]
+    ce = pixel_cross_entropy(logits, labels, mask=mask)
+    return {"confusion": confusion_matrix(jnp.argmax(logits, -1), labels, self.num_classes,
+                                          mask),
+            "loss": ce * pixels, "pixels": pixels, "count": jnp.sum(mask)}
+
+  def evaluate(self, eval_step, state, batches) -> Iterator[tuple[str, float]]:
+    totals = sum_batches(eval_step, state, batches)
+    yield from _ratios(totals, {"loss": ("loss", "pixels")})
+    for name, value in segmentation_metrics(totals["confusion"], self.class_names):
+      yield f"eval/{name}", value
+    yield "eval/count", float(totals["count"])
+
+
 TASKS = {"classification": Classification, "localization": Localization,
-         "detection": Detection}
+         "detection": Detection, "segmentation": Segmentation}
 
 
 def make_task(config: ml_collections.ConfigDict, num_classes: int):
@@ -225,6 +291,10 @@ def make_task(config: ml_collections.ConfigDict, num_classes: int):
     return Classification(label_smoothing=config.loss.label_smoothing, **config.augment)
   if config.task == "localization":
     return Localization(num_classes=num_classes, **config.localization)
+  if config.task == "segmentation":
+    seg = config.segmentation.to_dict()
+    return Segmentation(**{**seg, "class_weights": tuple(seg["class_weights"]),
+                           "class_names": tuple(seg["class_names"])})
   d = config.detection.to_dict()
   return Detection(
       num_classes=num_classes, max_objects=d["max_objects"], num_anchors=d["num_anchors"],

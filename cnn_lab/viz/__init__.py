@@ -2,5 +2,7 @@
 
 from cnn_lab.viz.curves import plot_curves, plot_training_error
 from cnn_lab.viz.detections import draw_boxes, draw_points, grid
+from cnn_lab.viz.segmentation import colorize, legend, segmentation_panel
 
-__all__ = ["draw_boxes", "draw_points", "grid", "plot_curves", "plot_training_error"]
+__all__ = ["colorize", "draw_boxes", "draw_points", "grid", "legend", "plot_curves",
+           "plot_training_error", "segmentation_panel"]

@@ -1,0 +1,47 @@
+"""The course's U-Net for semantic segmentation of multi-object `shapes`.
+
+Command:
+  python -m experiments.train --config=experiments/configs/unet_shapes.py --workdir=/tmp/unet
+
+Trains `unet` (16 base filters) on `shapes/multi_64` per-pixel masks: 9 classes
+(background + 8 shapes), 4,000 training scenes, 500 test scenes at 64x64; reports
+`eval/mean_iou` (over the classes, from one confusion matrix over the test split),
+`eval/pixel_accuracy` and `eval/iou/<class>`.
+Measured: see README "Segmentation".
+Presets: :test (3 steps, for the tests); :course (32 base filters, the course's width);
+:dice (adds a Dice term with weight 1); :pets (catalog `oxford_iiit_pet` at 128x128,
+3 classes: pet, background, border; prepare it where there is network).
+"""
+
+import ml_collections
+
+from cnn_lab.data.shapes import CLASSES
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+
+def _course(c):
+  c.model.filters = 32
+
+
+def _dice(c):
+  c.segmentation.dice_weight = 1.0
+
+
+def _pets(c):
+  c.dataset.name, c.dataset.image_size, c.dataset.cache = "oxford_iiit_pet", 128, False
+  c.segmentation.update(num_classes=3, mask_key="segmentation_mask", mask_offset=-1,
+                        class_names=("pet", "background", "border"))
+
+
+def get_config(arg=None):
+  c = shapes_config("unet", 64, batch_size=32, epochs=8.0, learning_rate=2e-3, test_size=64,
+                    filters=16, dropout_rate=0.1)
+  c.task = "segmentation"
+  c.dataset.name = "shapes/multi_64"
+  del c.augment, c.loss  # classification's
+  c.segmentation = ml_collections.ConfigDict(dict(
+      num_classes=len(CLASSES) + 1, mask_key="mask", mask_offset=0, class_weights=(),
+      dice_weight=0.0, horizontal_flip=True, vertical_flip=True,
+      class_names=("background", *CLASSES)))
+  c.eval_every_steps = 500
+  return apply_presets(c, arg, {"course": _course, "dice": _dice, "pets": _pets})
