@@ -1,0 +1,56 @@
+"""ImageNet classifiers from torchvision weights: class names, preprocessing, loading.
+
+Preprocessing as torchvision's weights expect it: resize the shorter side to 256
+(bilinear), centre-crop 224, scale to [0, 1], normalise with mean (0.485, 0.456, 0.406)
+and std (0.229, 0.224, 0.225) per RGB channel.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from cnn_lab.models import create_model
+from cnn_lab.pretrained.convert import load_torchvision
+from cnn_lab.pretrained.torch_reader import load_torch_checkpoint
+from cnn_lab.pretrained.weights import KNOWN, weights_path
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def class_names() -> tuple[str, ...]:
+  """The 1,000 ImageNet-1k class names in torchvision's index order."""
+  with open(os.path.join(os.path.dirname(__file__), "imagenet_classes.txt")) as f:
+    return tuple(line.rstrip("\n") for line in f)
+
+
+def preprocess(image: np.ndarray, size: int = 224, resize: int = 256) -> np.ndarray:
+  """uint8 `[H, W, 3]` -> float32 `[size, size, 3]`, torchvision's eval transform."""
+  img = Image.fromarray(np.asarray(image, np.uint8))
+  scale = resize / min(img.size)
+  img = img.resize((max(resize, round(img.width * scale)), max(resize, round(img.height * scale))),
+                   Image.BILINEAR)
+  left, top = (img.width - size) // 2, (img.height - size) // 2
+  x = np.asarray(img.crop((left, top, left + size, top + size)), np.float32) / 255.0
+  return (x - MEAN) / STD
+
+
+def pretrained_model(name: str = "mobilenet_v2", weights: str = "imagenet", *,
+                     impl: str = "xla", **model_kwargs) -> nnx.Module:
+  """Our `name` with torchvision's ImageNet weights: `weights` is "imagenet" (the files
+  this project can fetch) or a path to a torchvision `.pth` of that architecture."""
+  if weights == "imagenet":
+    if name not in KNOWN:
+      raise ValueError(f"weights: expected a .pth path for {name} (only {sorted(KNOWN)} "
+                       "are fetched automatically), received 'imagenet'")
+    path = weights_path(name)
+  else:
+    path = weights
+  model = create_model(name, rngs=nnx.Rngs(0), num_classes=1000, impl=impl, **model_kwargs)
+  return load_torchvision(model, name, load_torch_checkpoint(path))

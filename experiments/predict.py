@@ -1,0 +1,46 @@
+r"""Top-5 ImageNet classes for images, from torchvision's pretrained weights.
+
+  python -m experiments.predict --model=mobilenet_v2 --weights=imagenet chelsea coffee
+  python -m experiments.predict --model=resnet50 --weights=/path/resnet50-0676ba61.pth a.jpg
+
+Images are files or scikit-image sample names (chelsea, coffee, astronaut, ...).
+`--weights=imagenet` fetches MobileNetV2's weights once (see cnn_lab.pretrained.weights).
+"""
+
+import jax
+import numpy as np
+from absl import flags
+from flax import nnx
+
+from cnn_lab.data.images import load_image
+from cnn_lab.pretrained.imagenet import class_names, preprocess, pretrained_model
+from cnn_lab.train import launch
+
+flags.DEFINE_string("model", "mobilenet_v2", "mobilenet_v2, resnet18/34/50/101/152, vgg11..19.")
+flags.DEFINE_string("weights", "imagenet", "'imagenet' or a torchvision .pth file.")
+flags.DEFINE_integer("top", 5, "How many classes to print per image.")
+FLAGS = flags.FLAGS
+
+
+def top_classes(logits: np.ndarray, k: int) -> list[tuple[int, str, float]]:
+  probs = np.asarray(jax.nn.softmax(logits))
+  order = np.argsort(-probs)[:k]
+  return [(int(i), class_names()[i], float(probs[i])) for i in order]
+
+
+def main(argv):
+  if len(argv) < 2:
+    raise SystemExit("images: expected image paths or scikit-image sample names, "
+                     "received none")
+  model = pretrained_model(FLAGS.model, FLAGS.weights)
+  graphdef, state = nnx.split(model)
+  forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  for item in argv[1:]:
+    logits = np.asarray(forward(state, preprocess(load_image(item))[None]))[0]
+    print(f"{item}:")
+    for index, name, p in top_classes(logits, FLAGS.top):
+      print(f"  {p:7.2%}  {index:4d}  {name}")
+
+
+if __name__ == "__main__":
+  launch.run(main)

@@ -1,0 +1,229 @@
+"""Torch checkpoints read without torch (and refused when unsafe), torchvision converters,
+and the real ImageNet MobileNetV2 recognising scikit-image's photos."""
+
+import collections
+import io
+import os
+import pickle
+import struct
+import sys
+import types
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from cnn_lab.models import create_model
+from cnn_lab.pretrained import UnsafeCheckpointError, load_torch_checkpoint
+from cnn_lab.pretrained.convert import (CONVERTERS, CheckpointMismatchError, _to_ours,
+                                        load_torchvision)
+
+# ---- writing torch's two formats without torch (fake `torch` modules for pickle) ----
+
+
+class FakeStorage:
+  def __init__(self, key, array):
+    self.key, self.array = key, array
+
+
+def _fake_torch(monkeypatch):
+  torch = types.ModuleType("torch")
+  utils = types.ModuleType("torch._utils")
+
+  def _rebuild_tensor_v2(*args):  # only its name is pickled
+    raise AssertionError
+
+  _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", \
+      "_rebuild_tensor_v2"
+  utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+  for name in ("FloatStorage", "LongStorage"):
+    setattr(torch, name, type(name, (), {"__module__": "torch"}))
+  torch._utils = utils
+  monkeypatch.setitem(sys.modules, "torch", torch)
+  monkeypatch.setitem(sys.modules, "torch._utils", utils)
+  return torch, utils
+
+
+class FakeTensor:
+  def __init__(self, storage, offset, size, stride):
+    self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+
+def _pickle_object(obj, torch, utils, legacy: bool) -> bytes:
+  class Writer(pickle.Pickler):
+    def persistent_id(self, o):
+      if isinstance(o, FakeStorage):
+        kind = torch.FloatStorage if o.array.dtype == np.float32 else torch.LongStorage
+        return ("storage", kind, o.key, "cpu", o.array.size) + ((None,) if legacy else ())
+      return None
+
+    def reducer_override(self, o):
+      if isinstance(o, FakeTensor):
+        return utils._rebuild_tensor_v2, (o.storage, o.offset, o.size, o.stride, False,
+                                          collections.OrderedDict())
+      return NotImplemented
+
+  buffer = io.BytesIO()
+  Writer(buffer, protocol=2).dump(obj)
+  return buffer.getvalue()
+
+
+def write_checkpoint(path, obj, storages, torch, utils, legacy: bool):
+  if legacy:
+    with open(path, "wb") as f:
+      for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+        f.write(pickle.dumps(header, protocol=2))
+      f.write(_pickle_object(obj, torch, utils, legacy=True))
+      f.write(pickle.dumps([s.key for s in storages], protocol=2))
+      for s in storages:
+        f.write(struct.pack("<q", s.array.size) + s.array.tobytes())
+  else:
+    with zipfile.ZipFile(path, "w") as z:
+      z.writestr("archive/data.pkl", _pickle_object(obj, torch, utils, legacy=False))
+      z.writestr("archive/version", "3\n")
+      for s in storages:
+        z.writestr(f"archive/data/{s.key}", s.array.tobytes())
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_both_formats_read_back_exactly(legacy, monkeypatch, tmp_path):
+  torch, utils = _fake_torch(monkeypatch)
+  rng = np.random.default_rng(0)
+  shared = FakeStorage("0", rng.normal(size=30).astype(np.float32))
+  count = FakeStorage("1", np.array([7], np.int64))
+  obj = {"state_dict": collections.OrderedDict([
+      ("conv.weight", FakeTensor(shared, 0, (2, 3, 2), (6, 2, 1))),
+      ("transposed", FakeTensor(shared, 12, (3, 2), (1, 3))),  # a non-contiguous view
+      ("bn.num_batches_tracked", FakeTensor(count, 0, (), ())),
+  ]), "epoch": 3}
+  path = tmp_path / "ckpt.pth"
+  write_checkpoint(path, obj, [shared, count], torch, utils, legacy)
+  monkeypatch.delitem(sys.modules, "torch")  # reading needs no torch at all
+  out = load_torch_checkpoint(str(path))
+  assert sorted(out) == ["bn.num_batches_tracked", "conv.weight", "transposed"]
+  np.testing.assert_array_equal(out["conv.weight"], shared.array[:12].reshape(2, 3, 2))
+  np.testing.assert_array_equal(out["transposed"], shared.array[12:18].reshape(2, 3).T)
+  assert out["bn.num_batches_tracked"] == 7 and out["bn.num_batches_tracked"].shape == ()
+
+
+class Exploit:
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_a_file_that_runs_code_is_refused_and_nothing_runs(legacy, tmp_path):
+  marker = tmp_path / "pwned"
+  path = tmp_path / "evil.pth"
+  payload = pickle.dumps(collections.OrderedDict(w=Exploit(marker)), protocol=2)
+  if legacy:
+    path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) +
+                     pickle.dumps(1001, protocol=2) + pickle.dumps({}, protocol=2) + payload)
+  else:
+    with zipfile.ZipFile(path, "w") as z:
+      z.writestr("archive/data.pkl", payload)
+  with pytest.raises(UnsafeCheckpointError, match=r"(posix|os)\.system"):
+    load_torch_checkpoint(str(path))
+  assert not marker.exists()
+
+
+def test_missing_and_non_torch_files_are_named(tmp_path):
+  with pytest.raises(ValueError, match="checkpoint: expected an existing file"):
+    load_torch_checkpoint(str(tmp_path / "nope.pth"))
+  bad = tmp_path / "bad.pth"
+  bad.write_bytes(pickle.dumps(12345, protocol=2))
+  with pytest.raises(ValueError, match="magic number"):
+    load_torch_checkpoint(str(bad))
+
+
+# ---- converters ----
+
+
+def _from_ours(value, kind):
+  """Our layout -> torchvision's (the inverse of `_to_ours`)."""
+  if kind == "conv":
+    return np.transpose(value, (3, 2, 0, 1))
+  if kind == "dense":
+    return value.T
+  if kind == "dense_chw":
+    out = value.shape[1]
+    return value.reshape(7, 7, 512, out).transpose(3, 2, 0, 1).reshape(out, -1)
+  return value
+
+
+def torchvision_state(model, name):
+  variables = {".".join(map(str, p)): np.asarray(n[...]) for p, n in nnx.iter_graph(model)
+               if isinstance(n, nnx.Variable)}
+  return {t: _from_ours(variables[o], k) for t, o, k in CONVERTERS[name]()}
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg19"])
+def test_converter_pairs_cover_every_variable_once(name):
+  abstract = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0)))
+  ours = {".".join(map(str, p)) for p, n in nnx.iter_graph(abstract)
+          if isinstance(n, nnx.Variable)}
+  pairs = CONVERTERS[name]()
+  assert sorted(o for _, o, _ in pairs) == sorted(ours)
+  assert len({t for t, _, _ in pairs}) == len(pairs)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_converter_round_trip_gives_the_same_function(name):
+  source = create_model(name, rngs=nnx.Rngs(1), num_classes=10, input_size=64)
+  target = create_model(name, rngs=nnx.Rngs(2), num_classes=10, input_size=64)
+  load_torchvision(target, name, torchvision_state(source, name))
+  x = jax.random.normal(jax.random.key(0), (2, 64, 64, 3))
+  np.testing.assert_allclose(target(x), source(x), rtol=1e-5, atol=1e-5)
+
+
+def test_vgg_first_fc_rows_follow_torch_flatten_order():
+  rng = np.random.default_rng(0)
+  feature_map = rng.normal(size=(512, 7, 7))                  # torch (c, h, w)
+  w_torch = rng.normal(size=(3, 512 * 7 * 7))
+  kernel = _to_ours(w_torch, "dense_chw", (512 * 7 * 7, 3))   # ours [h*w*c, out]
+  np.testing.assert_allclose(feature_map.transpose(1, 2, 0).reshape(-1) @ kernel,
+                             w_torch @ feature_map.reshape(-1), rtol=1e-10)
+
+
+def test_mismatch_names_missing_unexpected_and_misshaped_keys():
+  model = create_model("resnet18", rngs=nnx.Rngs(0), num_classes=10, input_size=64)
+  state = torchvision_state(model, "resnet18")
+  del state["layer1.0.conv1.weight"]
+  state["layer9.weight"] = np.zeros(3)
+  state["fc.weight"] = np.zeros((1000, 512))
+  with pytest.raises(CheckpointMismatchError) as info:
+    load_torchvision(model, "resnet18", state)
+  message = str(info.value)
+  assert "missing: ['layer1.0.conv1.weight']" in message
+  assert "unexpected: ['layer9.weight']" in message
+  assert "fc.weight (1000, 512) -> fc.kernel (512, 10)" in message
+
+
+# ---- the real ImageNet MobileNetV2 ----
+
+
+@pytest.fixture(scope="module")
+def imagenet_mobilenet():
+  from cnn_lab.pretrained.imagenet import pretrained_model
+  model = pretrained_model("mobilenet_v2", "imagenet")
+  graphdef, state = nnx.split(model)
+  return jax.jit(lambda x: nnx.merge(graphdef, state)(x))
+
+
+@pytest.mark.parametrize("sample, expected, within", [
+    ("chelsea", set(range(281, 286)), 1),   # a cat class first
+    ("coffee", {967, 968}, 5),               # espresso or cup in the top 5
+    ("rocket", {812, 657}, 2),               # space shuttle or missile in the top 2
+])
+def test_imagenet_mobilenet_recognises_shipped_photos(imagenet_mobilenet, sample, expected,
+                                                      within):
+  from cnn_lab.data.images import load_image
+  from cnn_lab.pretrained.imagenet import preprocess
+  logits = np.asarray(imagenet_mobilenet(preprocess(load_image(sample))[None]))[0]
+  top = [int(i) for i in np.argsort(-logits)[:within]]
+  assert expected & set(top), (sample, top)
