@@ -39,6 +39,10 @@ SPECS = {
     "imagenet2012": DatasetSpec(1000, (None, None, 3), eval_split="validation"),
     "voc/2007": DatasetSpec(20, (None, None, 3), train_split="train+validation"),
     "oxford_iiit_pet": DatasetSpec(37, (None, None, 3)),  # 37 breeds; masks: 3 classes
+    "tf_flowers": DatasetSpec(5, (None, None, 3), train_split="train[:80%]",
+                              eval_split="train[80%:]"),  # one split upstream
+    "cats_vs_dogs": DatasetSpec(2, (None, None, 3), train_split="train[:80%]",
+                                eval_split="train[80%:]"),
     **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
        for c in _shapes.Shapes.BUILDER_CONFIGS},
 }
@@ -92,7 +96,8 @@ def prepare(name: str, data_dir: str | None = None):
 def load_source(name: str, split: str, data_dir: str | None = None):
   """A random-access source of `{"image": uint8 [H, W, C], "label": int}` for one split."""
   builder = prepare(name, data_dir)
-  if builder.info.splits and split not in builder.info.splits:  # unknown when mocked
-    raise fail("split", f"one of {sorted(builder.info.splits)}", split)
+  names = [part.split("[")[0] for part in split.split("+")]  # "train[:80%]+validation"
+  if builder.info.splits and any(n not in builder.info.splits for n in names):
+    raise fail("split", f"one of {sorted(builder.info.splits)} (slices allowed)", split)
   return tfds.data_source(name, split=split, data_dir=data_dir_or_default(data_dir),
                           download=False, builder_kwargs=dict(file_format="array_record"))

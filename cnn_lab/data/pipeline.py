@@ -81,8 +81,8 @@ class Preprocess:
   """A batch of uint8 `[B, h, w, c]` -> float32 `[B, size, size, c]`: bilinear resize
   (or zero-pad to centre), then (x / 255 - mean) / std; labels -> int32."""
   size: int
-  mean: float = 0.0
-  std: float = 1.0
+  mean: float | tuple = 0.0
+  std: float | tuple = 1.0
   method: str = "resize"  # or "pad": centre on a zero canvas (MNIST 28 -> 32 as LeNet had it)
 
   def __post_init__(self):
@@ -93,7 +93,8 @@ class Preprocess:
     images = np.asarray(batch["image"], np.float32) * (1.0 / 255.0)
     images = _resize(images, self.size) if self.method == "resize" else \
         _pad(images, self.size)
-    out = {**batch, "image": (images - self.mean) / self.std}
+    mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+    out = {**batch, "image": (images - mean) / std}  # scalars or per-channel tuples
     if "label" in batch:
       out["label"] = np.asarray(batch["label"], np.int32)
     if "segmentation" in batch:  # class maps follow the image, nearest neighbour
@@ -194,6 +195,34 @@ class SelectKeys:
   def __getitem__(self, i) -> dict:
     record = self.encode(self.source[i])
     return {k: record[k] for k in self.keys}
+
+
+class Subset:
+  """The records `indices` of `source`, in that order."""
+
+  def __init__(self, source, indices):
+    self.source, self.indices = source, np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i) -> dict:
+    return self.source[int(self.indices[i])]
+
+
+def per_class_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
+  """`per_class` indices of each class, drawn without replacement by `seed` (the same
+  draw for every run and variant: few-shot splits are shared), sorted."""
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    if len(members) < per_class:
+      raise fail("dataset.train_per_class", f"<= the {len(members)} examples of class {c}",
+                 per_class)
+    chosen.append(rng.choice(members, per_class, replace=False))
+  return np.sort(np.concatenate(chosen))
 
 
 def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preprocess,

@@ -41,16 +41,19 @@ def preprocess(image: np.ndarray, size: int = 224, resize: int = 256) -> np.ndar
   return (x - MEAN) / STD
 
 
-def pretrained_model(name: str = "mobilenet_v2", weights: str = "imagenet", *,
-                     impl: str = "xla", **model_kwargs) -> nnx.Module:
-  """Our `name` with torchvision's ImageNet weights: `weights` is "imagenet" (the files
-  this project can fetch) or a path to a torchvision `.pth` of that architecture."""
+def load_imagenet_weights(model: nnx.Module, name: str, weights: str) -> nnx.Module:
+  """Copies torchvision's ImageNet weights for architecture `name` into `model`:
+  `weights` is "imagenet" (the files this project fetches) or a torchvision `.pth` path."""
   if weights == "imagenet":
     if name not in KNOWN:
       raise ValueError(f"weights: expected a .pth path for {name} (only {sorted(KNOWN)} "
                        "are fetched automatically), received 'imagenet'")
-    path = weights_path(name)
-  else:
-    path = weights
+    weights = weights_path(name)
+  return load_torchvision(model, name, load_torch_checkpoint(weights))
+
+
+def pretrained_model(name: str = "mobilenet_v2", weights: str = "imagenet", *,
+                     impl: str = "xla", **model_kwargs) -> nnx.Module:
+  """Our ImageNet classifier `name` with torchvision's weights (see `load_imagenet_weights`)."""
   model = create_model(name, rngs=nnx.Rngs(0), num_classes=1000, impl=impl, **model_kwargs)
-  return load_torchvision(model, name, load_torch_checkpoint(path))
+  return load_imagenet_weights(model, name, weights)

@@ -22,8 +22,8 @@ from absl import logging
 from flax import nnx
 
 from cnn_lab.data import datasets
-from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, eval_dataset,
-                                   train_dataset)
+from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
+                                   eval_dataset, per_class_indices, train_dataset)
 from cnn_lab.models import create_model
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import mesh as mesh_lib
@@ -103,6 +103,10 @@ def _data(config, mesh, task):
   per_record = None in spec.image_shape  # images of varying size: resize before batching
   wrap = InMemorySource if cfg.cache and not per_record else SelectKeys
   train_src, eval_src = (wrap(s, task.keys, task.encode()) for s in (train_src, eval_src))
+  if cfg.get("train_per_class", 0):  # few-shot: the same labelled subset for every variant
+    labels = [train_src[i]["label"] for i in range(len(train_src))]
+    train_src = Subset(train_src, per_class_indices(labels, cfg.train_per_class,
+                                                    cfg.get("subset_seed", 0)))
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
   mesh_lib.check_batch_divides(config.batch_size, mesh)
   mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import jax
 import ml_collections
 import optax
 
@@ -37,12 +40,18 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
   return lr
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigDict,
-                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """`opt` = config.optimizer (name, momentum, nesterov, weight_decay, grad_clip_norm)."""
-  lr = make_schedule(ml_collections.ConfigDict({**sched.to_dict(),
-                                                "learning_rate": opt.learning_rate}),
-                     total_steps)
+def path_name(path) -> str:
+  """A pytree path -> "base.blocks.3.conv.kernel" (the names `param_groups` match)."""
+  parts = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        parts.append(str(getattr(entry, attr)))
+        break
+  return ".".join(p for p in parts if p != "value")
+
+
+def _base_transform(opt, lr) -> optax.GradientTransformation:
   name = opt.name
   if name == "sgd":
     tx = optax.sgd(lr)
@@ -58,6 +67,44 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
   wd = opt.get("weight_decay", 0.0)
   if name in ("sgd", "momentum") and wd:
     tx = optax.chain(optax.add_decayed_weights(wd), tx)  # L2 as in the classic recipes
+  return tx
+
+
+def _grouped(opt, lr, groups, total_steps: int) -> optax.GradientTransformation:
+  """`groups`: ((regex, lr_multiplier, start), ...), first match wins; `start` (a fraction
+  of training when < 1, else a step) is when the group begins to move; multiplier 0
+  freezes a group entirely (no update, no weight decay)."""
+  transforms, patterns = {}, []
+  for i, group in enumerate(groups):
+    pattern, multiplier, start = (tuple(group) + (0,))[:3]
+    start = int(start * total_steps) if start < 1 else int(start)
+    label = f"group{i}"
+    patterns.append((re.compile(pattern), label))
+    if not multiplier:
+      transforms[label] = optax.set_to_zero()
+      continue
+    scaled = lambda step, m=multiplier, s=start: lr(step) * m * (step >= s)
+    transforms[label] = _base_transform(opt, scaled)
+  transforms["unmatched"] = optax.set_to_zero()
+
+  def labels(params):
+    def label(path, _):
+      name = path_name(path)
+      return next((lab for pat, lab in patterns if pat.search(name)), "unmatched")
+    return jax.tree_util.tree_map_with_path(label, params)
+
+  return optax.multi_transform(transforms, labels)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigDict,
+                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """`opt` = config.optimizer (name, momentum, nesterov, weight_decay, grad_clip_norm and
+  optional `param_groups`, see `_grouped`: e.g. transfer learning's frozen base)."""
+  lr = make_schedule(ml_collections.ConfigDict({**sched.to_dict(),
+                                                "learning_rate": opt.learning_rate}),
+                     total_steps)
+  groups = opt.get("param_groups", ())
+  tx = _grouped(opt, lr, groups, total_steps) if groups else _base_transform(opt, lr)
   clip = opt.get("grad_clip_norm", 0.0)
   if clip:
     tx = optax.chain(optax.clip_by_global_norm(clip), tx)

@@ -16,9 +16,10 @@ def colorize(labels, palette=None) -> np.ndarray:
   return colours[np.asarray(labels) % len(colours)]
 
 
-def segmentation_panel(image, truth, prediction, *, alpha: float = 0.5,
+def segmentation_panel(image, truth, prediction, *, alpha: float = 0.85,
                        min_side: int = 192) -> Image.Image:
-  """Side by side: the image, the ground truth and the prediction blended over it.
+  """Side by side: the image, then the ground truth and the prediction in the palette,
+  `alpha` of the class colour over the image (so edges stay visible).
 
   image `[H, W, C]` (uint8 or floats in [0, 1]); truth, prediction int `[H, W]`
   (truth may be None). Enlarged (nearest) to at least `min_side` pixels per panel.

@@ -1,0 +1,70 @@
+"""Transfer learning with torchvision's ImageNet MobileNetV2 on few-shot `shapes` (96x96).
+
+Command (one variant):
+  python -m experiments.train --config=experiments/configs/transfer_shapes.py:finetune --workdir=/tmp/tl
+All variants and shot counts, one table: `python -m experiments.transfer --workdir=/tmp/transfer`.
+
+The course's recipe: the ImageNet base (BatchNorm statistics frozen), global average
+pooling, dropout 0.2, a new dense head; `dataset.train_per_class` labelled images per
+class (the same draw for every variant), all 500 test images of `shapes/single_128`
+resized to 96x96 and normalised as torchvision's weights expect.
+Variants (presets):
+  :linear    (default) the base frozen, the head alone learns;
+  :finetune  the head alone for the first half, then layers 12..18 of the base (its top
+             five inverted-residual blocks and 1x1 conv) join at a tenth of the learning rate;
+  :scratch   the same network from random weights, everything learning (BatchNorm too).
+  :test      3 steps at 32x32, for the tests;  :flowers  catalog `tf_flowers` by name.
+Measured: see README "Transfer learning".
+"""
+
+import ml_collections
+
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+FINE_TUNE_AT = 12  # base layers: 0 stem, 1..17 blocks, 18 the 1x1 conv to 1280
+HEAD = (r"^head\.", 1.0)
+
+
+def _top_of_base(first_layer: int) -> str:
+  blocks = "|".join(str(b) for b in range(first_layer - 1, 17))
+  return rf"^base\.(blocks\.({blocks})\.|head\.)"
+
+
+def _finetune(c):
+  c.model.trainable_from = FINE_TUNE_AT
+  c.optimizer.param_groups = (HEAD, (_top_of_base(FINE_TUNE_AT), 0.1, 0.5))
+
+
+def _scratch(c):
+  c.model.update(weights="", trainable_from=0, freeze_bn=False)
+  c.optimizer.param_groups = ((r".", 1.0),)
+
+
+def _flowers(c):
+  c.dataset.update(name="tf_flowers", cache=False, train_per_class=0, image_size=160)
+  c.num_train_steps = 2000
+
+
+def _test(c):
+  c.dataset.update(name="shapes/single_32", image_size=32, train_per_class=2)
+  c.model.weights = ""  # no weights fetch in the unit tests of the launcher
+
+
+def get_config(arg=None):
+  c = shapes_config("mobilenet_v2_transfer", 96, batch_size=32, learning_rate=1e-3,
+                    test_size=32, weights="imagenet", trainable_from=19, freeze_bn=True,
+                    dropout_rate=0.2)
+  c.model.impl = "scratch"  # XLA's depthwise convolution is slow on CPU (see README)
+  c.dataset.update(name="shapes/single_128", image_size=96, mean=(0.485, 0.456, 0.406),
+                   std=(0.229, 0.224, 0.225), train_per_class=10, subset_seed=0)
+  c.optimizer.update(name="adam", weight_decay=0.0, grad_clip_norm=0.0)
+  c.optimizer.param_groups = (HEAD,)
+  c.schedule.update(name="cosine", warmup_steps=0, end_factor=0.0)
+  c.num_train_steps = 300
+  c.eval_every_steps = c.checkpoint_every_steps = 300
+  presets = {"linear": lambda c: None, "finetune": _finetune, "scratch": _scratch,
+             "flowers": _flowers}
+  c = apply_presets(c, arg, presets)
+  if arg and "test" in arg.split(","):
+    _test(c)
+  return c
