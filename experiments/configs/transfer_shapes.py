@@ -55,8 +55,10 @@ def get_config(arg=None):
                     test_size=32, weights="imagenet", trainable_from=19, freeze_bn=True,
                     dropout_rate=0.2)
   c.model.impl = "scratch"  # XLA's depthwise convolution is slow on CPU (see README)
-  c.dataset.update(name="shapes/single_128", image_size=96, mean=(0.485, 0.456, 0.406),
-                   std=(0.229, 0.224, 0.225), train_per_class=10, subset_seed=0)
+  c.dataset = ml_collections.ConfigDict({  # rebuilt: mean and std become per-channel
+      **c.dataset.to_dict(), "name": "shapes/single_128", "image_size": 96,
+      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "train_per_class": 10,
+      "subset_seed": 0})
   c.optimizer.update(name="adam", weight_decay=0.0, grad_clip_norm=0.0)
   c.optimizer.param_groups = (HEAD,)
   c.schedule.update(name="cosine", warmup_steps=0, end_factor=0.0)
