@@ -26,7 +26,7 @@ from flax import nnx
 from cnn_lab.benchmarks.report import format_table
 from cnn_lab.benchmarks.timing import machine, median_seconds
 from cnn_lab.data import datasets
-from cnn_lab.data.pipeline import InMemorySource, Preprocess
+from cnn_lab.data.pipeline import Preprocess
 from cnn_lab.data.shapes import CLASSES
 from cnn_lab.models import create_model
 from cnn_lab.train import launch

@@ -197,3 +197,20 @@ def test_pets_segmentation_runs_by_name_on_mock_data(monkeypatch, tmp_path):
     result = train_and_evaluate(config, str(tmp_path))
   assert result["step"] == 3 and result["eval/count"] == 16
   assert {"eval/iou/pet", "eval/mean_iou"} <= set(result)
+
+
+def test_transfer_config_runs_on_tf_flowers_by_name(monkeypatch, tmp_path):
+  """`tf_flowers` (one upstream split, sliced 80/20 here) through the transfer config's
+  :flowers preset, on TFDS's mock records."""
+  import tensorflow_datasets as tfds
+
+  from cnn_lab.train.launch import load_config
+  from cnn_lab.train.loop import train_and_evaluate
+  from tests.helpers import ROOT
+  monkeypatch.setattr(datasets, "_network_reachable", lambda *a, **k: None)
+  config = load_config(os.path.join(ROOT, "experiments", "configs",
+                                    "transfer_shapes.py:test,flowers"))
+  config.dataset.image_size, config.eval_batch_size, config.num_train_steps = 32, 8, 2
+  with tfds.testing.mock_data(num_examples=20, policy=tfds.testing.MockPolicy.USE_CODE):
+    result = train_and_evaluate(config, str(tmp_path))
+  assert result["step"] == 2 and result["eval/count"] > 0

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from cnn_lab import nn
-from cnn_lab.models import create_model, list_models, param_count
+from cnn_lab.models import create_model, param_count
 from cnn_lab.models.lenet import C3_TABLE
 
 

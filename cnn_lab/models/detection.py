@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import nn, ops

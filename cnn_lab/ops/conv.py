@@ -202,7 +202,6 @@ def transpose_output_size(n: int, f: int, s: int, padding="VALID", output_paddin
 
 def _transpose_crops(padding, in_sizes, window, strides, output_padding) -> tuple:
   """How much to crop from each end of the full (n - 1)*s + f output (negative: add zeros)."""
-  ndim = len(in_sizes)
   if isinstance(padding, str):
     mode = padding.upper()
     if mode not in ("SAME", "VALID"):
