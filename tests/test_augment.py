@@ -62,3 +62,14 @@ def test_vmapped_batch_and_color_jitter_range():
                             saturation=0.3, hue=0.1)
   assert float(jittered["image"].min()) >= 0 and float(jittered["image"].max()) <= 1
   np.testing.assert_array_equal(jittered["segmentation"], blob_example()["segmentation"])
+
+
+def test_runs_on_the_host_inside_a_grain_map():
+  import grain
+  examples = [jax.tree.map(np.asarray, blob_example()) for _ in range(3)]
+  augment = jax.jit(functools.partial(A.random_scale, max_scale=0.2))
+  ds = grain.MapDataset.source(examples).map_with_index(
+      lambda i, e: jax.tree.map(np.asarray, augment(jax.random.key(i), e)))
+  out = [ds[i] for i in range(3)]
+  assert out[0]["image"].shape == (32, 40, 3) and isinstance(out[0]["boxes"], np.ndarray)
+  np.testing.assert_array_equal(ds[1]["image"], out[1]["image"])  # deterministic per index
