@@ -14,7 +14,9 @@ Variants (presets):
              five inverted-residual blocks and 1x1 conv) join at a tenth of the learning rate;
   :scratch   the same network from random weights, everything learning (BatchNorm too).
   :test      3 steps at 32x32, for the tests;  :flowers  catalog `tf_flowers` by name.
-Measured: see README "Transfer learning".
+Measured (seed 0, 300 steps, 2 CPU cores; test accuracy, 8 classes) at 5 / 10 / 20 images
+per class: linear 0.564 / 0.622 / 0.800, finetune 0.616 / 0.678 / 0.864, scratch 0.164 /
+0.142 / 0.146 (chance 0.125).
 """
 
 import ml_collections
