@@ -253,18 +253,16 @@ class Segmentation:
                                    vertical=self.vertical_flip)
     return {**batch, "image": image, "segmentation": masks}
 
-  def _loss(self, logits, labels, mask=None):
-    loss = pixel_cross_entropy(logits, labels, class_weights=self.class_weights or None,
-                               mask=mask)
-    return loss + (self.dice_weight * dice_loss(logits, labels) if self.dice_weight else 0.0)
-
   def loss(self, logits, batch: dict):
     labels = batch["segmentation"]
-    loss = self._loss(logits, labels)
+    loss = pixel_cross_entropy(logits, labels, class_weights=self.class_weights or None)
+    if self.dice_weight:
+      loss = loss + self.dice_weight * dice_loss(logits, labels)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
     return loss, {"loss": loss, "pixel_accuracy": accuracy}
 
   def eval_batch(self, logits, batch: dict) -> dict:
+    """Confusion matrix and the (unweighted) cross-entropy summed over unmasked pixels."""
     labels, mask = batch["segmentation"], batch["mask"]
     pixels = jnp.sum(mask) * labels.shape[1] * labels.shape[2]
     ce = pixel_cross_entropy(logits, labels, mask=mask)
