@@ -31,10 +31,12 @@ class Row:
 
 
 # Detection and segmentation presets: the input and classes they are built for
-# (shapes' 8, the lecture's 4, the course's U-Net 96x128 with 23, the paper's 572 with 2).
+# (shapes' 8, the lecture's 4, the course's U-Net 96x128 with 23, the paper's 572 with 2,
+# the course's transfer-learning MobileNetV2 at 160x160, here with 2 classes).
 TASK_DEFAULTS = {"localizer": ((64, 64, 3), 8), "sliding_window_net": ((14, 14, 3), 4),
                  "yolo_tiny": ((64, 64, 3), 8), "yolo_small": ((64, 64, 3), 8),
-                 "unet": ((96, 128, 3), 23), "unet_original": ((572, 572, 1), 2)}
+                 "unet": ((96, 128, 3), 23), "unet_original": ((572, 572, 1), 2),
+                 "mobilenet_v2_transfer": ((160, 160, 3), 2)}
 
 
 def default_classes(name: str) -> int:
