@@ -83,24 +83,16 @@ def check_unet_input(input_size, model: str, divisor: int = 16, minimum: int = 1
                f"{minimum} ({model} halves its input four times)", input_size)
 
 
-class UNet(nnx.Module):
-  """The course's U-Net: `[N, H, W, C]` -> logits `[N, H, W, K]`, H and W multiples of 16."""
+class _UNetBase(nnx.Module):
+  """Four halving `ConvBlock`s, a bottleneck block, four `UpsamplingBlock`s, then `_head`."""
 
-  def __init__(self, *, num_classes: int = 23, in_channels: int = 3, input_size=(96, 128),
-               filters: int = 32, dropout_rate: float = 0.3, impl: str = "xla",
-               rngs: nnx.Rngs):
-    check_unet_input(input_size, "unet")
-    f, kw = filters, dict(impl=impl, rngs=rngs)
+  def _build(self, in_channels: int, f: int, dropout_rate: float, up_kernel: int, **kw):
     self.down = nnx.List([
         ConvBlock(in_channels, f, **kw), ConvBlock(f, 2 * f, **kw),
         ConvBlock(2 * f, 4 * f, **kw), ConvBlock(4 * f, 8 * f, dropout_rate=dropout_rate, **kw),
         ConvBlock(8 * f, 16 * f, dropout_rate=dropout_rate, max_pooling=False, **kw)])
-    self.up = nnx.List([UpsamplingBlock(16 * f, 8 * f, 8 * f, **kw),
-                        UpsamplingBlock(8 * f, 4 * f, 4 * f, **kw),
-                        UpsamplingBlock(4 * f, 2 * f, 2 * f, **kw),
-                        UpsamplingBlock(2 * f, f, f, **kw)])
-    self.conv = _conv(f, f, 3, "SAME", impl, rngs)
-    self.head = nn.Conv(f, num_classes, 1, impl=impl, rngs=rngs)
+    self.up = nnx.List([UpsamplingBlock(c, c // 2, c // 2, up_kernel=up_kernel, **kw)
+                        for c in (16 * f, 8 * f, 4 * f, 2 * f)])
 
   def __call__(self, x, *, train: bool = False, rngs=None):
     skips = []
@@ -110,10 +102,25 @@ class UNet(nnx.Module):
     x = skips.pop()  # the bottleneck's output (it does not pool)
     for block in self.up:
       x = block(x, skips.pop())
+    return self._head(x)
+
+
+class UNet(_UNetBase):
+  """The course's U-Net: `[N, H, W, C]` -> logits `[N, H, W, K]`, H and W multiples of 16."""
+
+  def __init__(self, *, num_classes: int = 23, in_channels: int = 3, input_size=(96, 128),
+               filters: int = 32, dropout_rate: float = 0.3, impl: str = "xla",
+               rngs: nnx.Rngs):
+    check_unet_input(input_size, "unet")
+    self._build(in_channels, filters, dropout_rate, 3, impl=impl, rngs=rngs)
+    self.conv = _conv(filters, filters, 3, "SAME", impl, rngs)
+    self.head = nn.Conv(filters, num_classes, 1, impl=impl, rngs=rngs)
+
+  def _head(self, x):
     return self.head(nnx.relu(self.conv(x)))
 
 
-class UNetOriginal(nnx.Module):
+class UNetOriginal(_UNetBase):
   """Ronneberger et al.'s U-Net: VALID convolutions, 572x572 -> 388x388 logits."""
 
   def __init__(self, *, num_classes: int = 2, in_channels: int = 1, input_size: int = 572,
@@ -122,25 +129,10 @@ class UNetOriginal(nnx.Module):
     if output_size_original(input_size) is None:
       raise fail("input_size", "a size whose every VALID stage stays even and positive "
                  "(e.g. 572, 252, 188, 124)", input_size)
-    f, kw = filters, dict(padding="VALID", impl=impl, rngs=rngs)
-    self.down = nnx.List([
-        ConvBlock(in_channels, f, **kw), ConvBlock(f, 2 * f, **kw),
-        ConvBlock(2 * f, 4 * f, **kw), ConvBlock(4 * f, 8 * f, dropout_rate=dropout_rate, **kw),
-        ConvBlock(8 * f, 16 * f, dropout_rate=dropout_rate, max_pooling=False, **kw)])
-    self.up = nnx.List([UpsamplingBlock(16 * f, 8 * f, 8 * f, up_kernel=2, **kw),
-                        UpsamplingBlock(8 * f, 4 * f, 4 * f, up_kernel=2, **kw),
-                        UpsamplingBlock(4 * f, 2 * f, 2 * f, up_kernel=2, **kw),
-                        UpsamplingBlock(2 * f, f, f, up_kernel=2, **kw)])
-    self.head = nn.Conv(f, num_classes, 1, impl=impl, rngs=rngs)
+    self._build(in_channels, filters, dropout_rate, 2, padding="VALID", impl=impl, rngs=rngs)
+    self.head = nn.Conv(filters, num_classes, 1, impl=impl, rngs=rngs)
 
-  def __call__(self, x, *, train: bool = False, rngs=None):
-    skips = []
-    for block in self.down:
-      x, skip = block(x, train=train, rngs=rngs)
-      skips.append(skip)
-    x = skips.pop()
-    for block in self.up:
-      x = block(x, skips.pop())
+  def _head(self, x):
     return self.head(x)
 
 
