@@ -33,8 +33,27 @@ def _ratios(totals: dict, pairs: dict) -> Iterator[tuple[str, float]]:
     yield f"eval/{name}", float(totals[numerator]) / max(float(totals[denominator]), 1.0)
 
 
+class _Task:
+  """Defaults every task shares: no record encoding, nothing fitted to the data, no extra
+  model arguments, no augmentation."""
+
+  def encode(self):
+    return None
+
+  def setup(self, train_source):
+    del train_source
+    return self
+
+  def model_kwargs(self) -> dict:
+    return {}
+
+  def augment(self, batch: dict, rng) -> dict:
+    del rng
+    return batch
+
+
 @dataclasses.dataclass(frozen=True)
-class Classification:
+class Classification(_Task):
   """Images `[N, H, W, C]` and int labels `[N]`; logits `[N, K]`."""
   label_smoothing: float = 0.0
   aux_weight: float = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2014)
@@ -44,16 +63,6 @@ class Classification:
   fill: float = 0.0
   keys = ("image", "label")
   headline = "accuracy"
-
-  def encode(self):
-    return None
-
-  def setup(self, train_source) -> "Classification":
-    del train_source
-    return self
-
-  def model_kwargs(self) -> dict:
-    return {}
 
   def augment(self, batch: dict, rng) -> dict:
     if not (self.max_rotation or self.max_scale or self.max_shift):
@@ -88,7 +97,7 @@ class Classification:
 
 
 @dataclasses.dataclass(frozen=True)
-class Localization:
+class Localization(_Task):
   """One object or none per image: the course's `[pc, bx, by, bh, bw, c1..cK]` (+ landmarks).
 
   Batches hold `boxes [N, 1, 4]`, `classes [N, 1]` (-1: no object) and, with
@@ -107,16 +116,8 @@ class Localization:
   def encode(self):
     return PadObjects(1, self.num_landmarks)
 
-  def setup(self, train_source) -> "Localization":
-    del train_source
-    return self
-
   def model_kwargs(self) -> dict:
     return {"num_landmarks": self.num_landmarks}
-
-  def augment(self, batch: dict, rng) -> dict:
-    del rng
-    return batch
 
   def _targets(self, batch):
     return localization.Targets(batch["boxes"][:, 0], batch["classes"][:, 0],
@@ -147,7 +148,7 @@ class Localization:
 
 
 @dataclasses.dataclass(frozen=True)
-class Detection:
+class Detection(_Task):
   """YOLOv2 on a grid: batches hold `boxes [N, M, 4]` and `classes [N, M]` (-1 pads)."""
   num_classes: int = 8
   max_objects: int = 4
@@ -218,7 +219,7 @@ class Detection:
 
 
 @dataclasses.dataclass(frozen=True)
-class Segmentation:
+class Segmentation(_Task):
   """Per-pixel classes: batches hold `segmentation` int32 `[N, H, W]`; logits `[N, H, W, K]`.
 
   Loss: per-pixel softmax cross-entropy (optionally class-weighted) plus
@@ -237,10 +238,6 @@ class Segmentation:
 
   def encode(self):
     return SegmentationTarget(self.num_classes, self.mask_key, self.mask_offset)
-
-  def setup(self, train_source) -> "Segmentation":
-    del train_source
-    return self
 
   def model_kwargs(self) -> dict:
     return {"num_classes": self.num_classes}
