@@ -16,13 +16,13 @@ import numpy as np
 from absl import flags, logging
 from flax import nnx
 
-from cnn_lab.benchmarks.timing import median_seconds
+from cnn_lab.benchmarks.timing import inference_report
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import PadObjects, Preprocess
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import launch
-from cnn_lab.train.restore import load_run
+from cnn_lab.train.restore import eval_images, load_run
 from cnn_lab.detection import localization
 from cnn_lab.viz import draw_boxes, draw_points, grid
 
@@ -55,19 +55,6 @@ def predict(task, outputs) -> dict:
   return out
 
 
-def time_inference(detect, state, preprocess, cfg, batch: int) -> None:
-  """Median time of one jitted batch (compile and warm-up excluded)."""
-  source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
-                                cfg.data_dir or None)
-  images = np.stack([preprocess.one({"image": source[i % len(source)]["image"]})["image"]
-                     for i in range(batch)])
-  seconds = median_seconds(detect, state, images)
-  print(f"inference: {batch} images of {images.shape[1]}x{images.shape[2]} in "
-        f"{1e3 * seconds:.1f} ms (model, decoding and NMS, jitted): "
-        f"{batch / seconds:.0f} images/s on {jax.device_count()} {jax.default_backend()} "
-        "device(s)")
-
-
 def main(argv):
   run = load_run(FLAGS.workdir)
   if run.config.task not in ("detection", "localization"):
@@ -92,7 +79,8 @@ def main(argv):
       items.append((f"example_{i:03d}", np.asarray(record["image"]),
                     (record["boxes"][found], record["classes"][found])))
   if FLAGS.time_batch:
-    time_inference(detect, state, preprocess, cfg, FLAGS.time_batch)
+    print(inference_report(detect, state, eval_images(run, FLAGS.time_batch),
+                           "model, decoding and NMS"))
   if not items:
     if FLAGS.time_batch:
       return

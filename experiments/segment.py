@@ -16,13 +16,13 @@ from absl import flags, logging
 from flax import nnx
 from PIL import Image
 
-from cnn_lab.benchmarks.timing import median_seconds
+from cnn_lab.benchmarks.timing import inference_report
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import Preprocess
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import launch
-from cnn_lab.train.restore import load_run
+from cnn_lab.train.restore import eval_images, load_run
 from cnn_lab.viz import grid, legend, segmentation_panel
 
 flags.DEFINE_string("workdir", None, "A segmentation run's workdir (experiments.train).")
@@ -46,7 +46,7 @@ def main(argv):
   os.makedirs(out_dir, exist_ok=True)
 
   items = [(os.path.splitext(os.path.basename(p))[0], load_image(p), None) for p in argv[1:]]
-  if FLAGS.examples or FLAGS.time_batch:
+  if FLAGS.examples:
     source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
                                   cfg.data_dir or None)
     encode = run.task.encode()
@@ -54,12 +54,7 @@ def main(argv):
       record = encode(source[i])
       items.append((f"example_{i:03d}", np.asarray(record["image"]), record["segmentation"]))
   if FLAGS.time_batch:
-    images = np.stack([preprocess.one({"image": source[i % len(source)]["image"]})["image"]
-                       for i in range(FLAGS.time_batch)])
-    seconds = median_seconds(segment, state, images)
-    print(f"inference: {FLAGS.time_batch} images of {images.shape[1]}x{images.shape[2]} in "
-          f"{1e3 * seconds:.1f} ms (jitted): {FLAGS.time_batch / seconds:.0f} images/s on "
-          f"{jax.device_count()} {jax.default_backend()} device(s)")
+    print(inference_report(segment, state, eval_images(run, FLAGS.time_batch), "network"))
   if not items:
     if FLAGS.time_batch:
       return

@@ -34,3 +34,12 @@ def machine() -> dict:
   return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
           "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
           "python": platform.python_version()}
+
+
+def inference_report(fn, state, images, what: str) -> str:
+  """Times `fn(state, images)` (compile excluded, median) -> a one-line images/s report."""
+  seconds = median_seconds(fn, state, images)
+  n, h, w = images.shape[:3]
+  return (f"inference: {n} images of {h}x{w} in {1e3 * seconds:.1f} ms ({what}, jitted): "
+          f"{n / seconds:.0f} images/s on {jax.device_count()} {jax.default_backend()} "
+          "device(s)")

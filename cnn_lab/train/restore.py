@@ -27,6 +27,20 @@ class TrainedRun:
   step: int
 
 
+def eval_images(run: TrainedRun, count: int):
+  """`count` images of the run's evaluation split (repeating if short), preprocessed as in
+  training: float32 `[count, S, S, C]`, e.g. to time inference."""
+  import numpy as np
+
+  from cnn_lab.data.pipeline import Preprocess
+  cfg = run.config.dataset
+  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+  source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+                                cfg.data_dir or None)
+  return np.stack([preprocess.one({"image": source[i % len(source)]["image"]})["image"]
+                   for i in range(count)])
+
+
 def load_run(workdir: str) -> TrainedRun:
   """Rebuilds config, task (with what it fitted, e.g. anchors) and model; restores the
   latest readable checkpoint of `workdir`."""
