@@ -131,6 +131,24 @@ def test_catalog_switch_is_a_config_value(name, size, monkeypatch, tmp_path):
   assert result["step"] == 2 and result["eval/count"] == 24
 
 
+def _fix_mock_records(monkeypatch, fix):
+  """Makes `datasets.load_source` return records passed through `fix` (TFDS's mock records
+  break invariants the real ones keep)."""
+  real_source = datasets.load_source
+
+  class Fixed:
+    def __init__(self, source):
+      self.source = source
+
+    def __len__(self):
+      return len(self.source)
+
+    def __getitem__(self, i):
+      return fix(self.source[i])
+
+  monkeypatch.setattr(datasets, "load_source", lambda *a: Fixed(real_source(*a)))
+
+
 def test_voc_detection_runs_by_name_on_mock_data(monkeypatch, tmp_path):
   """`voc/2007` through the YOLO config's :voc preset: the real code path (variable image
   sizes, objects padded per record, k-means anchors) on TFDS's mock records."""
@@ -140,21 +158,12 @@ def test_voc_detection_runs_by_name_on_mock_data(monkeypatch, tmp_path):
   from cnn_lab.train.loop import train_and_evaluate
   from tests.helpers import ROOT
   monkeypatch.setattr(datasets, "_network_reachable", lambda *a, **k: None)
-  real_source = datasets.load_source
 
-  class Consistent:  # mock sequences get independent lengths; real VOC records do not
-    def __init__(self, source):
-      self.source = source
+  def consistent(record):  # mock sequences get independent lengths; real VOC records do not
+    n = min(len(v) for v in record["objects"].values())
+    return {**record, "objects": {k: v[:n] for k, v in record["objects"].items()}}
 
-    def __len__(self):
-      return len(self.source)
-
-    def __getitem__(self, i):
-      record = self.source[i]
-      n = min(len(v) for v in record["objects"].values())
-      return {**record, "objects": {k: v[:n] for k, v in record["objects"].items()}}
-
-  monkeypatch.setattr(datasets, "load_source", lambda *a: Consistent(real_source(*a)))
+  _fix_mock_records(monkeypatch, consistent)
   config = load_config(os.path.join(ROOT, "experiments", "configs", "yolo_shapes.py:test,voc"))
   config.dataset.image_size, config.eval_batch_size = 64, 8
   with tfds.testing.mock_data(num_examples=16, policy=tfds.testing.MockPolicy.USE_CODE):
@@ -173,23 +182,14 @@ def test_pets_segmentation_runs_by_name_on_mock_data(monkeypatch, tmp_path):
   from cnn_lab.train.loop import train_and_evaluate
   from tests.helpers import ROOT
   monkeypatch.setattr(datasets, "_network_reachable", lambda *a, **k: None)
-  real_source = datasets.load_source
 
-  class Consistent:
-    def __init__(self, source):
-      self.source = source
+  def consistent(record):
+    h, w = np.shape(record["image"])[:2]
+    mask = np.asarray(record["segmentation_mask"])[..., 0] % 3 + 1
+    mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((w, h), Image.NEAREST))
+    return {**record, "segmentation_mask": mask[..., None]}
 
-    def __len__(self):
-      return len(self.source)
-
-    def __getitem__(self, i):
-      record = self.source[i]
-      h, w = np.shape(record["image"])[:2]
-      mask = np.asarray(record["segmentation_mask"])[..., 0] % 3 + 1
-      mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize((w, h), Image.NEAREST))
-      return {**record, "segmentation_mask": mask[..., None]}
-
-  monkeypatch.setattr(datasets, "load_source", lambda *a: Consistent(real_source(*a)))
+  _fix_mock_records(monkeypatch, consistent)
   config = load_config(os.path.join(ROOT, "experiments", "configs",
                                     "unet_shapes.py:test,pets"))
   config.dataset.image_size, config.eval_batch_size = 32, 8
