@@ -35,6 +35,23 @@ def test_pools_scratch_match_xla(ndim, f, s, padding, include_pad, seed):
     np.testing.assert_allclose(a, e, **TOL)
 
 
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_tiling_windows_equal_reduce_window(ndim):
+  """stride == window, no padding: the reshape path equals lax.reduce_window, values and
+  gradients (no ties); tied maxima share the gradient equally."""
+  from jax import lax
+  x = jax.random.normal(jax.random.key(ndim), (2, *(4,) * ndim, 3))
+  dims, zeros = (1, *(2,) * ndim, 1), ((0, 0),) * (ndim + 2)
+  refs = {ops.max_pool: lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, dims, zeros),
+          ops.avg_pool: lambda x: lax.reduce_window(x, 0.0, lax.add, dims, dims, zeros) / 2 ** ndim}
+  for pool, ref in refs.items():
+    loss = lambda f: jax.grad(lambda x: jnp.sum(jnp.sin(f(x))))
+    np.testing.assert_allclose(pool(x, 2), ref(x), **TOL)
+    np.testing.assert_allclose(loss(lambda x: pool(x, 2))(x), loss(ref)(x), **TOL)
+  grad = jax.grad(lambda x: jnp.sum(ops.max_pool(x, 2)))(jnp.ones((1, 2, 2, 1)))
+  np.testing.assert_allclose(grad, 0.25)
+
+
 def test_pool_values_course_example():
   x = jnp.arange(16.0).reshape(1, 4, 4, 1)
   np.testing.assert_array_equal(ops.max_pool(x, 2)[0, :, :, 0], [[5, 7], [13, 15]])
