@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax import nnx
+from jax.sharding import Mesh
 
 from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
@@ -30,7 +31,7 @@ from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.checkpoint import Checkpointer, abstract_like
 from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
 from cnn_lab.train.optim import make_optimizer
-from cnn_lab.train.state import create_train_state
+from cnn_lab.train.state import TrainState, create_train_state
 from cnn_lab.train.steps import make_eval_step, make_train_step
 from cnn_lab.train.tasks import make_task
 from cnn_lab.viz import plot_curves
@@ -93,8 +94,8 @@ def _summarise(pending: list[dict]) -> dict:
   return out
 
 
-def _data(config, mesh, task):
-  """The training source, pipelines and the number of training steps."""
+def input_pipelines(config, mesh, task):
+  """-> (training source, training batches, evaluation batches, number of training steps)."""
   cfg = config.dataset
   spec = datasets.spec(cfg.name)
   data_dir = cfg.data_dir or None
@@ -132,28 +133,55 @@ def build_model(config: ml_collections.ConfigDict, task) -> nnx.Module:
   return create_model(config.model.name, rngs=nnx.Rngs(config.seed), **kwargs)
 
 
+@dataclasses.dataclass
+class Experiment:
+  """Everything a config trains with, built but not run: the loop's and the benchmarks'."""
+  mesh: Mesh
+  task: object
+  train_source: object
+  train_batches: object  # grain dataset of this host's numpy batches
+  eval_batches: object
+  total_steps: int
+  graphdef: object
+  state: TrainState  # replicated over `mesh`
+  train_step: object  # jitted (state, global batch) -> (state, metrics); donates the state
+  eval_step: object  # jitted (state, global batch) -> task.eval_batch sums
+
+
+def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
+  """Task, data, model, train state and jitted steps of `config` on `mesh` (all devices)."""
+  mesh = mesh or mesh_lib.make_mesh()
+  spec = datasets.spec(config.dataset.name)
+  task = make_task(config, spec.num_classes)
+  train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
+  task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
+  model = build_model(config, task)
+  tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
+  graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
+  del model
+  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
+  train_step = jax.jit(make_train_step(graphdef, tx, task, schedule),
+                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                       donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
+                      out_shardings=repl)
+  return Experiment(mesh, task, train_src, train_ds, eval_ds, total_steps, graphdef,
+                    jax.device_put(state, repl), train_step, eval_step)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics."""
   workdir = ensure_writable(workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  mesh = mesh_lib.make_mesh()
-  spec = datasets.spec(config.dataset.name)
-  task = make_task(config, spec.num_classes)
-  train_src, train_ds, eval_ds, total_steps = _data(config, mesh, task)
-  task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
+  exp = build_experiment(config)
+  mesh, task, state, total_steps = exp.mesh, exp.task, exp.state, exp.total_steps
+  train_step, eval_step, eval_ds = exp.train_step, exp.eval_step, exp.eval_batches
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "task.json"), "w") as f:
       json.dump({"task": config.task, **dataclasses.asdict(task)}, f, indent=2)
-
-  model = build_model(config, task)
-  tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
-  graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
-  del model
-  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  state = jax.device_put(state, repl)
-  data_iter = iter(train_ds.to_iter_dataset())
+  data_iter = iter(exp.train_batches.to_iter_dataset())
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               max_to_keep=config.keep_checkpoints)
@@ -166,12 +194,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("Resumed from the checkpoint at step %d.", saved_step)
   step = int(state.step)
   last_saved = step
-
-  train_step = jax.jit(make_train_step(graphdef, tx, task, schedule),
-                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
-                       donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
-                      out_shardings=repl)
 
   writer = MetricsWriter(workdir, resume_step=step)
   progress = Progress(total_steps, step, config.log_every_steps)
