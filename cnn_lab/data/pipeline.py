@@ -225,23 +225,74 @@ def per_class_indices(labels, per_class: int, seed: int = 0) -> np.ndarray:
   return np.sort(np.concatenate(chosen))
 
 
+@functools.lru_cache(maxsize=4)
+def _permutation(seed: int, size: int, epoch: int) -> np.ndarray:
+  return np.random.default_rng((seed, epoch)).permutation(size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShuffledBatches:
+  """Batch i -> the `batch` record indices it holds, in a stream of epochs, each a fresh
+  permutation of `size` records by (seed, epoch); batches run across epoch boundaries,
+  so none is short and no record is dropped."""
+  size: int
+  batch: int
+  seed: int
+
+  def __call__(self, i: int) -> np.ndarray:
+    start, parts = int(i) * self.batch, []
+    while sum(len(p) for p in parts) < self.batch:
+      epoch, offset = divmod(start, self.size)
+      take = min(self.batch - sum(len(p) for p in parts), self.size - offset)
+      parts.append(_permutation(self.seed, self.size, epoch)[offset:offset + take])
+      start += take
+    return np.concatenate(parts)
+
+
+def gather(source, indices: np.ndarray, fix=None) -> dict:
+  """Records `indices` of `source` stacked into a batch; one fancy-index per field when
+  the source is in memory (64 records of 8x8: ~10 us instead of ~2 ms through per-record
+  calls). `fix` maps each record first (records of varying sizes)."""
+  if fix is None and isinstance(source, InMemorySource):
+    return {k: v[indices] for k, v in source.arrays.items()}
+  records = [source[int(i)] for i in indices]
+  records = [fix(r) for r in records] if fix else records
+  return {k: np.stack([r[k] for r in records]) for k in records[0]}
+
+
+class _Strided:
+  """Records start::step of a source (this host's share), indexable in batches."""
+
+  def __init__(self, source, start: int, step: int):
+    self.source, self.start, self.step = source, start, step
+
+  def __len__(self) -> int:
+    return len(range(self.start, len(self.source), self.step))
+
+  def indices(self, local: np.ndarray) -> np.ndarray:
+    return self.start + local * self.step
+
+
 def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preprocess,
                   process_index: int = 0, process_count: int = 1,
                   per_record: bool = False) -> grain.MapDataset:
   """Infinite stream of this host's batches; a new permutation every epoch.
 
   Each host reads the records `process_index::process_count` and contributes
-  `global_batch / process_count` examples to every global batch. `per_record`
-  preprocesses before batching, for datasets whose images differ in size.
+  `global_batch / process_count` examples to every global batch. Batches are
+  gathered whole (see `gather`); `per_record` preprocesses each record before
+  stacking, for datasets whose images differ in size. The iterator's state is
+  the batch index, so a checkpointed run resumes on the next batch.
   """
   batch = local_batch_size(global_batch, process_count)
-  ds = grain.MapDataset.source(source)[process_index::process_count]
-  if len(ds) < batch:
-    raise fail("batch_size", f"<= the {len(ds)} training examples per host", global_batch)
-  ds = ds.shuffle(seed=seed).repeat(None)
-  if per_record:
-    return ds.map(preprocess.one).batch(batch, drop_remainder=True)
-  return ds.batch(batch, drop_remainder=True).map(preprocess)
+  share = _Strided(source, process_index, process_count)
+  if len(share) < batch:
+    raise fail("batch_size", f"<= the {len(share)} training examples per host", global_batch)
+  order = ShuffledBatches(len(share), batch, seed)
+  fix = preprocess.one if per_record else None
+  ds = grain.MapDataset.range(2 ** 62).map(
+      lambda i: gather(source, share.indices(order(i)), fix))
+  return ds if per_record else ds.map(preprocess)
 
 
 def eval_dataset(source, *, global_batch: int, preprocess: Preprocess, process_index: int = 0,
