@@ -149,8 +149,10 @@ class Experiment:
 
 
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
-  """Task, data, model, train state and jitted steps of `config` on `mesh` (all devices)."""
-  mesh = mesh or mesh_lib.make_mesh()
+  """Task, data, model, train state and jitted steps of `config` on `mesh` (default:
+  `config.num_devices`, 0 for all; on CPU, as many as divide the batch sizes)."""
+  mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
+                                           num_devices=config.get("num_devices", 0))
   spec = datasets.spec(config.dataset.name)
   task = make_task(config, spec.num_classes)
   train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)

@@ -29,6 +29,7 @@ def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float 
       scales=(0.1, 0.1)))
   c.batch_size = batch_size
   c.eval_batch_size = 100
+  c.num_devices = 0  # all (on CPU: one per core, as many as divide the batches)
   c.num_epochs = epochs
   c.num_train_steps = -1
   c.log_every_steps = 50
