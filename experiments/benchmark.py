@@ -2,36 +2,68 @@ r"""Benchmarks: prints a table per suite and writes JSON.
 
   python -m experiments.benchmark [SUITE...] [--quick] [--out=benchmarks/results/bench.json]
 
-Suites: ops (scratch vs xla: conv, transpose conv, max pooling; forward and
-forward+backward GFLOP/s). Timings exclude compilation and warm-up and are the
-median of repeated runs; the machine is described in the output.
+Suites:
+  train  training images/s of LeNet-5, ResNet-20 (batch 128, 32x32), MobileNetV2 and
+         ResNet-50 (batch 32, 224x224); achieved GFLOP/s and MFU against a float32
+         matmul peak measured in the same run; compile time; XLA's memory estimate.
+  peers  the same LeNet-5 and ResNet-20 in Keras 3 (JAX backend) and in Flax Linen as
+         Flax's examples write it, timed beside ours (`pip install -e '.[bench]'`).
+  ops    scratch vs xla: conv, transpose conv, max pooling; IoU and NMS at 1,000 and
+         10,000 boxes (beside `tf.image.non_max_suppression` when TensorFlow is installed).
+  data   input pipeline examples/s against what each config's training step consumes.
+
+Timings exclude compilation and warm-up and are medians of repeated runs. On CPU the
+process gets one XLA device per core (as the launcher does); ours runs on all of them.
 """
 
-from absl import app, flags
+import functools
+import os
 
+from absl import app, flags, logging
+
+from cnn_lab.benchmarks import data as data_suite
 from cnn_lab.benchmarks import ops as ops_suite
+from cnn_lab.benchmarks import peers as peers_suite
+from cnn_lab.benchmarks import train as train_suite
 from cnn_lab.benchmarks.report import format_table, save_json
 from cnn_lab.benchmarks.timing import machine
+from cnn_lab.train import launch
 
-SUITES = {"ops": ops_suite.suite}
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+DATA_CONFIGS = {False: ("lenet5_digits.py", "resnet_shapes.py", "yolo_shapes.py"),
+                True: ("lenet5_digits.py:test", "resnet_shapes.py:test")}
 
 flags.DEFINE_bool("quick", False, "Small sizes, for a smoke test.")
 flags.DEFINE_string("out", "benchmarks/results/bench.json", "Where the JSON goes.")
 FLAGS = flags.FLAGS
 
 
+def suites(quick: bool) -> dict:
+  data_configs = tuple(os.path.join(CONFIGS, c) for c in DATA_CONFIGS[quick])
+  return {"train": train_suite.suite, "peers": peers_suite.suite, "ops": ops_suite.suite,
+          "data": functools.partial(data_suite.suite, configs=data_configs)}
+
+
 def main(argv):
-  names = argv[1:] or list(SUITES)
-  unknown = [n for n in names if n not in SUITES]
+  logging.set_verbosity(logging.WARNING)  # the tables, not TFDS's dataset-info chatter
+  available = suites(FLAGS.quick)
+  names = argv[1:] or list(available)
+  unknown = [n for n in names if n not in available]
   if unknown:
-    raise app.UsageError(f"suite: expected some of {sorted(SUITES)}, received {unknown}")
+    raise app.UsageError(f"suite: expected some of {sorted(available)}, received {unknown}")
   info = machine()
+  if "train" in names:
+    info["matmul_peak_gflops"] = train_suite.matmul_peak_gflops(512 if FLAGS.quick else 2048)
   print(f"machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']}, "
-        f"{len(info['devices'])} device(s), jax {info['jax']}")
-  print("GFLOP/s: 2 FLOPs per multiply-add; forward+backward counted as 3 forward passes.")
+        f"{len(info['devices'])} device(s), jax {info['jax']}"
+        + (f", float32 matmul peak {info['matmul_peak_gflops']:.0f} GFLOP/s"
+           if "matmul_peak_gflops" in info else ""))
+  print("GFLOP/s: 2 FLOPs per multiply-add; a training step (forward+backward) counts as "
+        "3 forward passes. MFU: achieved / matmul peak.")
   results = {"machine": info, "suites": {}}
   for name in names:
-    rows = list(SUITES[name](quick=FLAGS.quick))
+    kwargs = {"peak_gflops": info["matmul_peak_gflops"]} if name == "train" else {}
+    rows = list(available[name](quick=FLAGS.quick, **kwargs))
     results["suites"][name] = rows
     print(f"\n[{name}]")
     print(format_table(rows))
@@ -39,4 +71,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -1,13 +1,24 @@
 """The measurement commands run and report what they claim (no timing assertions)."""
 
+import functools
 import json
 import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_lab.benchmarks import data as data_suite
 from cnn_lab.benchmarks import ops as ops_suite
+from cnn_lab.benchmarks import peers as peers_suite
+from cnn_lab.benchmarks import train as train_suite
 from cnn_lab.benchmarks.report import format_table
 from cnn_lab.benchmarks.seeds import run_seed, summary
+from cnn_lab.models import param_count
+from cnn_lab.models.summary import summarize
 from tests.helpers import CONFIG, ROOT
 
 
@@ -22,6 +33,43 @@ def test_ops_suite_rows():
   assert all(r["fwd_ms"] > 0 for r in rows)
 
 
+def test_train_suite_rows():
+  rows = list(train_suite.suite(quick=True, peak_gflops=100.0))
+  assert [r["model"] for r in rows] == ["lenet5_modern", "resnet20_cifar"]
+  for r in rows:
+    assert r["images_per_s"] > 0 and r["compile_s"] > 0 and r["memory_mb"] > 0
+    assert r["mfu"] == pytest.approx(r["gflops"] / 100.0)
+  # 6 FLOPs per MAC per image: ResNet-20 at 16x16 does a quarter of its 32x32 MACs
+  flops = train_suite.train_flops_per_image("resnet20_cifar", 16, 3, 10)
+  assert flops == 6 * summarize("resnet20_cifar", (16, 16, 3), 10)["macs"]
+
+
+def test_peers_suite_times_keras_linen_and_ours():
+  rows = list(peers_suite.suite(quick=True))
+  frameworks = {r["framework"].split(" ")[0] for r in rows}
+  assert frameworks == {"cnn_lab", "flax", "keras"}
+  assert all(r["images_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("model", ["lenet5_modern", "resnet20_cifar"])
+def test_peer_models_match_ours_in_parameters(model):
+  """Same architecture in every framework: the parameter counts agree."""
+  channels = 3 if model.startswith("resnet") else 1
+  ours = param_count(model, num_classes=10, in_channels=channels, input_size=32)
+  net = peers_suite.keras_model(peers_suite._keras(), model, 32, channels, 10)
+  assert sum(int(np.prod(w.shape)) for w in net.trainable_weights) == ours
+  init = functools.partial(peers_suite.linen_model(model, 10).init, train=False)
+  linen = jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, 32, 32, channels)))
+  assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(linen["params"])) == ours
+
+
+def test_data_suite_compares_pipeline_and_step():
+  rows = list(data_suite.suite(quick=True, configs=(CONFIG + ":test",)))
+  assert rows[0]["pipeline_examples_per_s"] > 0 and rows[0]["step_examples_per_s"] > 0
+  assert rows[0]["pipeline_over_step"] == pytest.approx(
+      rows[0]["pipeline_examples_per_s"] / rows[0]["step_examples_per_s"])
+
+
 def test_benchmark_command_prints_table_and_writes_json(tmp_path):
   out = tmp_path / "bench.json"
   done = subprocess.run([sys.executable, "-m", "experiments.benchmark", "ops", "--quick",
@@ -32,7 +80,8 @@ def test_benchmark_command_prints_table_and_writes_json(tmp_path):
   assert json.loads(out.read_text())["suites"]["ops"]
   bad = subprocess.run([sys.executable, "-m", "experiments.benchmark", "opz"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
-  assert bad.returncode != 0 and "suite: expected some of ['ops']" in bad.stderr
+  assert bad.returncode != 0
+  assert "suite: expected some of ['data', 'ops', 'peers', 'train']" in bad.stderr
 
 
 def test_seed_runner_reads_the_final_eval(tmp_path):

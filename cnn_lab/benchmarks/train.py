@@ -1,0 +1,123 @@
+"""Training throughput of zoo presets: images/s, achieved GFLOP/s, MFU, compile time, memory.
+
+The step timed is the launcher's own (`cnn_lab.train.steps.make_train_step`, jitted
+with the loop's shardings and a donated state) on random data already on the
+devices, so the figure is the model's training speed, not the input pipeline's
+(the `data` suite measures that). FLOPs come from the MAC counter
+(`cnn_lab.models.summary`): a training step counts as 3 forward passes, 2 FLOPs
+per multiply-add. MFU divides by a float32 matmul peak measured in the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from cnn_lab.models import create_model
+from cnn_lab.models.summary import summarize
+from cnn_lab.train import mesh as mesh_lib
+from cnn_lab.train.state import create_train_state
+from cnn_lab.train.steps import make_train_step
+from cnn_lab.train.tasks import Classification
+
+# model, image size, channels, batch, classes (the `peers` suite times the first two too)
+CASES = (("lenet5_modern", 32, 1, 128, 10), ("resnet20_cifar", 32, 3, 128, 10),
+         ("mobilenet_v2", 224, 3, 32, 1000), ("resnet50", 224, 3, 32, 1000))
+QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10), ("resnet20_cifar", 16, 3, 8, 10))
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """float32 `[n, n] @ [n, n]` GFLOP/s on the default device: the machine's limit for MFU."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  f = jax.jit(jnp.dot)
+  return 2 * n ** 3 / _median_seconds(lambda: f(a, b), repeats) / 1e9
+
+
+def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def seconds_per_step(train_step, state, batch: dict, steps: int = 5, repeats: int = 5) -> float:
+  """Median over `repeats` runs of `steps` chained steps (the state is donated and
+  threaded through), after 2 warm-up runs; per step."""
+  def run():
+    nonlocal state
+    for _ in range(steps):
+      state, metrics = train_step(state, batch)
+    return metrics
+
+  return _median_seconds(run, repeats) / steps
+
+
+def train_flops_per_image(model: str, size: int, channels: int, classes: int) -> float:
+  """3 forward passes x 2 FLOPs per MAC (the counter's convolution and dense MACs)."""
+  return 6.0 * summarize(model, (size, size, channels), classes)["macs"]
+
+
+def synthetic_batch(batch: int, size: int, channels: int, classes: int, mesh) -> dict:
+  """Random images and labels, sharded along `data` as the loop's batches are."""
+  rng = np.random.default_rng(0)
+  local = {"image": rng.normal(size=(batch, size, size, channels)).astype(np.float32),
+           "label": rng.integers(0, classes, batch).astype(np.int32)}
+  return mesh_lib.global_batch(local, mesh)
+
+
+def time_train_step(model: str, size: int, channels: int, batch: int, classes: int, *,
+                    steps: int = 5, repeats: int = 5, dtype=None, mesh=None) -> dict:
+  """Compiles and times one preset's training step (SGD with momentum, like the peers).
+
+  -> {"compile_s", "step_s" (median over `repeats` runs of `steps` steps, after 2
+  warm-up steps), "images_per_s", "memory_mb" (XLA's estimate: arguments, outputs
+  and temporaries of the compiled step)}.
+  """
+  mesh = mesh or mesh_lib.make_mesh()
+  mesh_lib.check_batch_divides(batch, mesh)
+  net = create_model(model, rngs=nnx.Rngs(0), num_classes=classes, in_channels=channels,
+                     input_size=size, dtype=dtype)
+  tx = optax.sgd(0.01, momentum=0.9)
+  graphdef, state = create_train_state(net, tx, jax.random.key(1))
+  del net
+  repl, sharded = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
+  state = jax.device_put(state, repl)
+  data = synthetic_batch(batch, size, channels, classes, mesh)
+  step_fn = jax.jit(make_train_step(graphdef, tx, Classification()),
+                    in_shardings=(repl, sharded), out_shardings=(repl, repl), donate_argnums=0)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, data).compile()
+  compile_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  memory_mb = None if memory is None else (
+      memory.argument_size_in_bytes + memory.output_size_in_bytes
+      + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2 ** 20
+
+  step_s = seconds_per_step(compiled, state, data, steps, repeats)
+  return {"compile_s": compile_s, "step_s": step_s, "images_per_s": batch / step_s,
+          "memory_mb": memory_mb}
+
+
+def suite(quick: bool = False, peak_gflops: float | None = None):
+  """Yields one row per case: images/s, GFLOP/s, MFU against the measured matmul peak."""
+  peak = peak_gflops or matmul_peak_gflops(512 if quick else 2048)
+  devices = jax.device_count()
+  for model, size, channels, batch, classes in (QUICK_CASES if quick else CASES):
+    timing = time_train_step(model, size, channels, batch, classes,
+                             steps=2 if quick else 5, repeats=3 if quick else 5)
+    gflops = train_flops_per_image(model, size, channels, classes) * timing["images_per_s"] / 1e9
+    yield {"suite": "train", "model": model, "input": f"{size}x{size}x{channels}",
+           "batch": batch, "devices": devices, "images_per_s": timing["images_per_s"],
+           "gflops": gflops, "mfu": gflops / peak, "matmul_peak_gflops": peak,
+           "compile_s": timing["compile_s"], "memory_mb": timing["memory_mb"]}
