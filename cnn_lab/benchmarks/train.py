@@ -114,8 +114,9 @@ def suite(quick: bool = False, peak_gflops: float | None = None):
   peak = peak_gflops or matmul_peak_gflops(512 if quick else 2048)
   devices = jax.device_count()
   for model, size, channels, batch, classes in (QUICK_CASES if quick else CASES):
+    big = size >= 128  # seconds per step on a CPU: fewer, still repeated, timings
     timing = time_train_step(model, size, channels, batch, classes,
-                             steps=2 if quick else 5, repeats=3 if quick else 5)
+                             steps=2 if quick or big else 5, repeats=3 if quick or big else 5)
     gflops = train_flops_per_image(model, size, channels, classes) * timing["images_per_s"] / 1e9
     yield {"suite": "train", "model": model, "input": f"{size}x{size}x{channels}",
            "batch": batch, "devices": devices, "images_per_s": timing["images_per_s"],
