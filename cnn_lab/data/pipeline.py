@@ -260,38 +260,25 @@ def gather(source, indices: np.ndarray, fix=None) -> dict:
   return {k: np.stack([r[k] for r in records]) for k in records[0]}
 
 
-class _Strided:
-  """Records start::step of a source (this host's share), indexable in batches."""
-
-  def __init__(self, source, start: int, step: int):
-    self.source, self.start, self.step = source, start, step
-
-  def __len__(self) -> int:
-    return len(range(self.start, len(self.source), self.step))
-
-  def indices(self, local: np.ndarray) -> np.ndarray:
-    return self.start + local * self.step
-
-
 def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preprocess,
                   process_index: int = 0, process_count: int = 1,
                   per_record: bool = False) -> grain.MapDataset:
   """Infinite stream of this host's batches; a new permutation every epoch.
 
-  Each host reads the records `process_index::process_count` and contributes
-  `global_batch / process_count` examples to every global batch. Batches are
-  gathered whole (see `gather`); `per_record` preprocesses each record before
-  stacking, for datasets whose images differ in size. The iterator's state is
-  the batch index, so a checkpointed run resumes on the next batch.
+  The order is drawn over the whole source, so global batch i holds the same records
+  on any number of hosts; host h reads only its contiguous slice of `global_batch /
+  process_count` of them. Batches are gathered whole (see `gather`); `per_record`
+  preprocesses each record before stacking, for datasets whose images differ in
+  size. The iterator's state is the batch index, the same on every host, so a
+  checkpointed run resumes on the next batch.
   """
-  batch = local_batch_size(global_batch, process_count)
-  share = _Strided(source, process_index, process_count)
-  if len(share) < batch:
-    raise fail("batch_size", f"<= the {len(share)} training examples per host", global_batch)
-  order = ShuffledBatches(len(share), batch, seed)
+  local = local_batch_size(global_batch, process_count)
+  if len(source) < global_batch:
+    raise fail("batch_size", f"<= the {len(source)} training examples", global_batch)
+  order = ShuffledBatches(len(source), global_batch, seed)
+  mine = slice(process_index * local, (process_index + 1) * local)
   fix = preprocess.one if per_record else None
-  ds = grain.MapDataset.range(2 ** 62).map(
-      lambda i: gather(source, share.indices(order(i)), fix))
+  ds = grain.MapDataset.range(2 ** 62).map(lambda i: gather(source, order(i)[mine], fix))
   return ds if per_record else ds.map(preprocess)
 
 
