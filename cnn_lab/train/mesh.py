@@ -32,15 +32,19 @@ def global_batch(local: dict, mesh: Mesh) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
-def mesh_for_batches(*batch_sizes: int, num_devices: int = 0) -> Mesh:
-  """The first `num_devices` devices (0: all). On CPU, where host devices are only a
-  way to use the cores, as many of those as divide every batch size (e.g. 2 of 3 for
-  batches of 128 and 100); elsewhere the batches must divide."""
-  devices = jax.devices()
-  if num_devices < 0 or num_devices > len(devices):
-    raise fail("num_devices", f"0 (all) or 1..{len(devices)}", num_devices)
-  devices = devices[:num_devices or len(devices)]
+def mesh_for_batches(*batch_sizes: int, local_devices: int = 0) -> Mesh:
+  """Every process's first `local_devices` devices (0: all of them). On CPU, where host
+  devices are only a way to use the cores, as many of those as make every batch size
+  divide (e.g. 2 of 3 for batches of 128 and 100); elsewhere the batches must divide."""
+  hosts = jax.process_count()
+  local = jax.local_device_count()
+  if local_devices < 0 or local_devices > local:
+    raise fail("local_devices", f"0 (all) or 1..{local} (this process's devices)",
+               local_devices)
+  n = local_devices or local
   if jax.default_backend() == "cpu":
-    n = max(d for d in range(1, len(devices) + 1) if all(b % d == 0 for b in batch_sizes))
-    devices = devices[:n]
-  return make_mesh(devices)
+    n = max(d for d in range(1, n + 1) if all(b % (d * hosts) == 0 for b in batch_sizes))
+  by_process = {}
+  for d in jax.devices():
+    by_process.setdefault(d.process_index, []).append(d)
+  return make_mesh([d for p in sorted(by_process) for d in by_process[p][:n]])
