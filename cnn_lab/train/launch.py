@@ -82,3 +82,30 @@ def use_every_cpu_core() -> None:
   if HOST_DEVICE_FLAG not in flags:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     os.environ["XLA_FLAGS"] = f"{flags} {HOST_DEVICE_FLAG}={cores or 1}".strip()
+
+
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
+                           process_id: int = -1, auto: bool = False) -> bool:
+  """Joins a multi-host run before JAX is used; returns whether it did.
+
+  From the arguments, else the environment (`JAX_COORDINATOR_ADDRESS`,
+  `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`), else, with `auto`, JAX's cluster detection
+  (Cloud TPU pod slices, SLURM, Open MPI). With none of these, a single process runs.
+  CPU hosts exchange gradients over gloo.
+  """
+  import jax
+  address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
+  count = num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "0"))
+  index = process_id if process_id >= 0 else int(os.environ.get("JAX_PROCESS_ID", "-1"))
+  if not address and not auto:
+    return False
+  if address and (count < 1 or not 0 <= index < count):
+    raise ValueError(f"process_id: expected 0..num_processes-1 with num_processes >= 1 for "
+                     f"coordinator {address}, received process_id={index}, "
+                     f"num_processes={count}")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if address:
+    jax.distributed.initialize(address, count, index)
+  else:
+    jax.distributed.initialize()
+  return True
