@@ -7,18 +7,18 @@ checkpoint that cannot be read is reported and the previous one is tried.
 
 from __future__ import annotations
 
-import os
-
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from cnn_lab import paths
 
 
 class Checkpointer:
   """`save(step, state, data_state)` / `restore(abstract_state) -> (state, data_state) | None`."""
 
   def __init__(self, directory: str, *, max_to_keep: int = 3):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.resolve(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                            enable_async_checkpointing=False)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
@@ -49,14 +49,14 @@ class Checkpointer:
 
   def _set_aside(self, step: int) -> str:
     """Renames an unreadable step folder (kept for inspection) so the step can be saved again."""
-    source = os.path.join(self.directory, str(step))
+    source = paths.join(self.directory, str(step))
     target = f"{source}.unreadable"
     suffix = 0
-    while os.path.exists(target):
+    while paths.exists(target):
       suffix += 1
       target = f"{source}.unreadable{suffix}"
     if jax.process_index() == 0:
-      os.rename(source, target)
+      paths.rename(source, target)
     self.manager.reload()
     return target
 

@@ -8,45 +8,48 @@ same seed write identical files; throughput goes to the log and TensorBoard.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
 import jax
 from absl import logging
 
+from cnn_lab import paths
+
 
 def read_metrics(path: str) -> list[dict]:
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
 
 
 class MetricsWriter:
-  """Appends to `workdir/metrics.jsonl` and TensorBoard; only process 0 writes."""
+  """Adds to `workdir/metrics.jsonl` and TensorBoard; only process 0 writes.
+
+  The file is rewritten whole (atomically) on each write, which buckets allow and
+  appends they do not; it stays small (one line per logged step).
+  """
 
   def __init__(self, workdir: str, *, resume_step: int = 0):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = paths.join(workdir, "metrics.jsonl")
     self.active = jax.process_index() == 0
     self.tb = None
     if not self.active:
       return
     # A resumed run recomputes the steps after its checkpoint: drop their old lines.
-    kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-    with open(self.path + ".tmp", "w") as f:
-      f.writelines(json.dumps(r) + "\n" for r in kept)
-    os.replace(self.path + ".tmp", self.path)
+    self.lines = [json.dumps(r) + "\n" for r in read_metrics(self.path)
+                  if r["step"] <= resume_step]
+    paths.write_atomic(self.path, "".join(self.lines))
     from tensorboardX import SummaryWriter
-    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=resume_step + 1)
+    self.tb = SummaryWriter(paths.join(workdir, "tensorboard"), purge_step=resume_step + 1)
 
   def write(self, step: int, metrics: dict, *, to_jsonl: bool = True) -> None:
     if not self.active:
       return
     metrics = {k: float(v) for k, v in metrics.items()}
     if to_jsonl:
-      with open(self.path, "a") as f:
-        f.write(json.dumps({"step": int(step), **metrics}) + "\n")
+      self.lines.append(json.dumps({"step": int(step), **metrics}) + "\n")
+      paths.write_atomic(self.path, "".join(self.lines))
     for k, v in metrics.items():
       self.tb.add_scalar(k, v, step)
 

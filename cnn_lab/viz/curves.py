@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from cnn_lab import paths  # noqa: E402
 
 
 def series(records: list[dict], key: str, transform=lambda v: v) -> list[tuple]:
@@ -36,9 +40,15 @@ def plot_curves(records: list[dict], path: str, title: str = "",
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  return save_figure(fig, path)
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> str:
+  """Writes `fig` as a PNG to a local path or a bucket URL, then closes it."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=dpi)
   plt.close(fig)
-  return path
+  return paths.write_atomic(path, buffer.getvalue())
 
 
 def plot_training_error(runs: dict[str, list[dict]], path: str, title: str = "") -> str:
