@@ -30,7 +30,13 @@ def saved_state(workdir: str, step: int | None = None) -> dict:
   root = os.path.join(workdir, "checkpoints")
   steps = sorted(int(d) for d in os.listdir(root) if d.isdigit())
   step = steps[-1] if step is None else step
-  return ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))
+  path = os.path.join(root, str(step), "state")
+  checkpointer = ocp.StandardCheckpointer()
+  # onto this process's first device, whatever mesh the run saved from
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        checkpointer.metadata(path).item_metadata.tree)
+  return checkpointer.restore(path, target)
 
 
 def assert_trees_bitwise_equal(a, b) -> None:

@@ -34,7 +34,7 @@ def suite(quick: bool = False, configs: tuple[str, ...] = ()):
   for spec in configs:
     config = load_config(spec)
     exp = build_experiment(config)
-    batches = iter(exp.train_batches.to_iter_dataset())
+    batches = exp.train_iterator()
     pipeline_s = pipeline_seconds_per_batch(batches, exp.mesh, 5 if quick else 50)
     batch = mesh_lib.global_batch(next(batches), exp.mesh)
     step_s = seconds_per_step(exp.train_step, exp.state, batch, 2 if quick else 5,

@@ -15,6 +15,13 @@ from flax import nnx
 from cnn_lab.train.state import TrainState
 
 
+def float32_outputs(outputs):
+  """Model outputs in float32 before losses and metrics (bfloat16 compute keeps only
+  ~3 significant digits, too few for a softmax or a sum over an evaluation split)."""
+  return jax.tree.map(lambda x: x.astype(jnp.float32)
+                      if jnp.issubdtype(x.dtype, jnp.floating) else x, outputs)
+
+
 def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=None):
   """-> train_step(state, batch) -> (state, metrics), metrics scalars incl. `nonfinite`."""
 
@@ -27,7 +34,8 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
       # copy=True: fresh Variables at this trace level, so BatchNorm may update its
       # statistics under jax.grad (flax >= 0.11.2 reuses the outer ones otherwise).
       model = nnx.merge(graphdef, params, batch_stats, copy=True)
-      outputs = model(batch["image"], train=True, rngs=nnx.Rngs(dropout=k_dropout))
+      outputs = float32_outputs(model(batch["image"], train=True,
+                                      rngs=nnx.Rngs(dropout=k_dropout)))
       loss, metrics = task.loss(outputs, batch)
       return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
@@ -51,6 +59,6 @@ def make_eval_step(graphdef, task):
 
   def eval_step(state: TrainState, batch: dict):
     model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
-    return task.eval_batch(model(batch["image"], train=False), batch)
+    return task.eval_batch(float32_outputs(model(batch["image"], train=False)), batch)
 
   return eval_step

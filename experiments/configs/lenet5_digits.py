@@ -15,7 +15,8 @@ Plain Adam without these levels off near 97.5%.
 Presets after a colon:
   :test     a few steps on a tiny budget, for the test suite;
   :classic  LeNet-5 as in LeCun et al. 1998 (scaled tanh, trainable subsampling, C3 table);
-  :mnist    the same recipe on TFDS catalog `mnist` (prepared in the data dir).
+  :mnist    the same recipe on TFDS catalog `mnist` (prepared in the data dir);
+  :gpu, :tpu bfloat16 compute on all devices, 4x / 16x the batch (docs/scale.md).
 Override any key, e.g. `--config.optimizer.learning_rate=0.01 --config.seed=1`.
 """
 
@@ -43,9 +44,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.batch_size = 64
   c.eval_batch_size = 128
-  # Devices to train on (0: all). LeNet-5 at batch 64 is dispatch-bound: on 2 CPU cores
-  # one device trains faster than two (README "Performance").
-  c.num_devices = 1
+  # Devices each process trains on (0: all). LeNet-5 at batch 64 is dispatch-bound: on
+  # 2 CPU cores one device trains faster than two (README "Performance").
+  c.local_devices = 1
+  c.compute_dtype = "float32"  # or "bfloat16": activations; parameters stay float32
   c.num_epochs = 60.0
   c.num_train_steps = -1  # > 0 overrides num_epochs
   c.log_every_steps = 100
@@ -62,10 +64,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.schedule.warmup_steps = 5
     elif preset == "classic":
       c.model = ml_collections.ConfigDict(dict(name="lenet5", dropout=0.0, impl="xla"))
+    elif preset in ("gpu", "tpu"):  # bfloat16, all devices, 4x / 16x the batch
+      c.compute_dtype, c.local_devices = "bfloat16", 0
+      scale = 4 if preset == "gpu" else 16
+      c.batch_size, c.eval_batch_size = 64 * scale, 128 * scale
+      c.optimizer.learning_rate *= scale ** 0.5
+      c.schedule.warmup_steps = 100 // scale
+      c.log_every_steps = c.eval_every_steps = 100 // scale
     elif preset == "mnist":
       c.dataset.name = "mnist"
       c.dataset.resize_method = "pad"
       c.num_epochs = 10.0
     elif preset:
-      raise ValueError(f"preset: expected test, classic or mnist, received {preset!r}")
+      raise ValueError(f"preset: expected test, classic, mnist, gpu or tpu, received "
+                       f"{preset!r}")
   return c

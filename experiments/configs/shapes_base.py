@@ -29,7 +29,8 @@ def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float 
       scales=(0.1, 0.1)))
   c.batch_size = batch_size
   c.eval_batch_size = 100
-  c.num_devices = 0  # all (on CPU: one per core, as many as divide the batches)
+  c.local_devices = 0  # per process, 0: all (on CPU: as many as divide the batches)
+  c.compute_dtype = "float32"  # or "bfloat16": activations; parameters stay float32
   c.num_epochs = epochs
   c.num_train_steps = -1
   c.log_every_steps = 50
@@ -39,8 +40,23 @@ def shapes_config(model: str, size: int, *, batch_size: int = 64, epochs: float 
   return c
 
 
+# preset: (global batch, learning-rate factor) for one GPU / a TPU v5e-8 or v4-8 slice
+ACCELERATORS = {"gpu": (256, 2.0), "tpu": (1024, 4.0)}
+
+
+def accelerator(c: ml_collections.ConfigDict, batch: int, lr_factor: float) -> None:
+  """bfloat16 compute and a bigger global batch (a multiple of the chips), the learning
+  rate scaled by sqrt(batch ratio) as usual for Adam; epochs unchanged, so the same
+  number of examples is seen. Data and workdir may be gs:// paths."""
+  c.compute_dtype = "bfloat16"
+  c.batch_size, c.eval_batch_size = batch, batch
+  c.optimizer.learning_rate *= lr_factor
+  c.log_every_steps, c.eval_every_steps = 10, 50
+
+
 def apply_presets(c: ml_collections.ConfigDict, arg: str | None, extra: dict | None = None):
-  """`test`: 3 steps at `test_size` for the tests; `extra`: family presets."""
+  """`test`: 3 steps at `test_size` for the tests; `gpu`, `tpu`: see `accelerator`;
+  `extra`: family presets."""
   for preset in (arg or "").split(","):
     if not preset:
       continue
@@ -49,9 +65,11 @@ def apply_presets(c: ml_collections.ConfigDict, arg: str | None, extra: dict | N
       c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
       c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
       c.schedule.warmup_steps = 1
+    elif preset in ACCELERATORS:
+      accelerator(c, *ACCELERATORS[preset])
     elif extra and preset in extra:
       extra[preset](c)
     else:
-      valid = ["test", *(extra or {})]
+      valid = ["test", *ACCELERATORS, *(extra or {})]
       raise ValueError(f"preset: expected one of {valid}, received {preset!r}")
   return c

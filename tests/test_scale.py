@@ -1,0 +1,194 @@
+"""Scale and reproducibility: many devices, many processes, preemption, mixed precision,
+no hidden transfers, no recompilation."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cnn_lab.train.loop import build_experiment, train_and_evaluate
+from cnn_lab.train import mesh as mesh_lib
+from tests.helpers import (ROOT, assert_trees_bitwise_equal, launcher, saved_state,
+                           small_config)
+
+RESNET = os.path.join(ROOT, "experiments", "configs", "resnet_shapes.py")
+
+
+def _env(devices: int) -> dict:
+  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def _metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _assert_metrics_close(a_records, b_records, rtol):
+  """Same steps and keys; values to `rtol`, except accuracies, where a near-tie may flip
+  one argmax: within 2 examples of the evaluated count."""
+  assert [r["step"] for r in a_records] == [r["step"] for r in b_records]
+  for a, b in zip(a_records, b_records):
+    assert a.keys() == b.keys()
+    for key in a:
+      if key.endswith("accuracy"):
+        assert abs(a[key] - b[key]) <= 2 / max(a.get("eval/count", 1000), 1), key
+      else:
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=1e-6, err_msg=key)
+
+
+def _assert_trees_close(a, b, rtol, leaf_rtol=1e-2):
+  """||a - b|| <= rtol ||b|| over the whole tree, and leaf_rtol per leaf. Per leaf is
+  looser because some leaves are sums with heavy cancellation (a BatchNorm bias whose
+  output feeds another BatchNorm gets a gradient that is nearly zero), where float32
+  rounding in another summation order shows as ~3e-3. A real data-parallel bug
+  (per-device statistics, gradients summed instead of averaged) is O(1)."""
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  diff = total = 0.0
+  for path, x, y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(a),
+                        jax.tree.leaves(b)):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    diff, total = diff + np.sum((x - y) ** 2), total + np.sum(y ** 2)
+    assert np.linalg.norm(x - y) <= leaf_rtol * np.linalg.norm(y) + 1e-7, \
+        jax.tree_util.keystr(path[0])
+  assert np.sqrt(diff) <= rtol * np.sqrt(total), np.sqrt(diff / total)
+
+
+def test_eight_devices_train_like_one(tmp_path):
+  """Data parallel over 8 simulated CPU devices == 1 device, BatchNorm statistics
+  included (float32 tolerance: only the order of the sums differs)."""
+  # SGD with momentum: Adam's m / sqrt(v) turns rounding in near-zero gradients into
+  # O(1) differences of the update, which says nothing about data parallelism.
+  flags = [f"--config={RESNET}:test", "--config.num_train_steps=6", "--config.batch_size=16",
+           "--config.optimizer.name=momentum", "--config.optimizer.learning_rate=0.05",
+           "--config.log_every_steps=1", "--config.eval_every_steps=6",
+           "--config.checkpoint_every_steps=6"]
+  runs = {}
+  for devices in (1, 8):
+    workdir = str(tmp_path / f"d{devices}")
+    done = subprocess.run([sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
+                           *flags], cwd=ROOT, env=_env(devices), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"on {devices} cpu device(s)" in done.stderr
+    runs[devices] = workdir
+  _assert_metrics_close(_metrics(runs[1]), _metrics(runs[8]), rtol=2e-4)
+  states = [saved_state(runs[d]) for d in (1, 8)]
+  assert states[0]["batch_stats"], "the model has BatchNorm statistics"
+  for part in ("params", "batch_stats"):
+    _assert_trees_close(states[0][part], states[1][part], rtol=1e-4)
+  # momentum traces accumulate raw gradients, whose BatchNorm-cancelled parts are
+  # rounding-sized: measured 6e-3 apart as a whole, so only O(1) bugs are caught here
+  _assert_trees_close(states[0]["opt_state"], states[1]["opt_state"], rtol=3e-2,
+                      leaf_rtol=np.inf)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tmp_path):
+  """Two processes on localhost (gloo collectives), each reading its half of every
+  global batch, end where one process over the same global batches ends."""
+  flags = ["--config.num_train_steps=20"]
+  single = str(tmp_path / "single")
+  done = subprocess.run(launcher(single, *flags), cwd=ROOT, env=_env(1), capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  multi = str(tmp_path / "multi")
+  port = _free_port()
+  procs = [subprocess.Popen(launcher(multi, *flags, f"--coordinator_address=localhost:{port}",
+                                     "--num_processes=2", f"--process_id={i}"),
+                            cwd=ROOT, env=_env(1), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  errors = [p.communicate(timeout=300)[1] for p in procs]
+  for p, err in zip(procs, errors):
+    assert p.returncode == 0, err[-3000:]
+  assert "on 2 cpu device(s)" in errors[0]
+  # one writer: process 0's metrics, each step once, equal to the single process's
+  _assert_metrics_close(_metrics(single), _metrics(multi), rtol=1e-4)
+  _assert_trees_close(saved_state(single)["params"], saved_state(multi)["params"], rtol=1e-4)
+
+
+def _wait_for_step(workdir, proc, step, timeout=120):
+  """Until the checkpoint of `step` is complete (orbax renames it into place)."""
+  path = os.path.join(workdir, "checkpoints", str(step))
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if os.path.isdir(path):
+      return
+    assert proc.poll() is None, proc.communicate()
+    time.sleep(0.02)
+  raise TimeoutError(f"no checkpoint {step} appeared")
+
+
+def test_preempted_at_several_points_resumes_bitwise(tmp_path):
+  """One run killed three times (SIGKILL, SIGTERM, SIGKILL, each after a different
+  checkpoint, mid-step), relaunched each time: the same parameters and metrics.jsonl
+  as an uninterrupted run, data order included."""
+  reference = str(tmp_path / "reference")
+  train_and_evaluate(small_config(num_train_steps=40), reference)
+  workdir = str(tmp_path / "preempted")
+  flags = ["--config.num_train_steps=40"]
+  resumed_from = []
+  for sig, after in ((signal.SIGKILL, 10), (signal.SIGTERM, 20), (signal.SIGKILL, 30)):
+    proc = subprocess.Popen(launcher(workdir, *flags), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_step(workdir, proc, after)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+      assert proc.returncode == 0 and "SIGTERM received" in err, err[-2000:]
+    if "Resumed from the checkpoint" in err:
+      resumed_from.append(int(err.split("Resumed from the checkpoint at step ")[1].split(".")[0]))
+    assert saved_state(workdir)["step"] < 40, "each kill must land mid-training"
+  done = subprocess.run(launcher(workdir, *flags), cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert resumed_from and "Resumed from the checkpoint" in done.stderr
+  assert_trees_bitwise_equal(saved_state(reference), saved_state(workdir))
+  with open(os.path.join(reference, "metrics.jsonl")) as a, \
+       open(os.path.join(workdir, "metrics.jsonl")) as b:
+    assert a.read() == b.read()
+
+
+def test_bfloat16_compute_trains_with_float32_state(tmp_path):
+  config = small_config(num_train_steps=30, compute_dtype="bfloat16")
+  result = train_and_evaluate(config, str(tmp_path))
+  records = _metrics(str(tmp_path))
+  losses = [r["train/loss"] for r in records if "train/loss" in r]
+  assert np.isfinite(losses).all() and losses[-1] < losses[0]
+  assert result["eval/accuracy"] > 0.5
+  state = saved_state(str(tmp_path))
+  assert {np.asarray(x).dtype for x in jax.tree.leaves((state["params"], state["opt_state"]))
+          if np.asarray(x).dtype.kind == "f"} == {np.dtype(np.float32)}
+  exp = build_experiment(config)
+  net = nnx.merge(exp.graphdef, exp.state.params, exp.state.batch_stats)
+  assert net(jnp.zeros((2, 32, 32, 1))).dtype == jnp.bfloat16
+  with pytest.raises(ValueError, match="compute_dtype: expected one of"):
+    build_experiment(small_config(compute_dtype="float16"))
+
+
+def test_training_steps_transfer_nothing_implicitly_and_compile_once():
+  """The hot loop: explicit batch transfers only, and one compilation of each step."""
+  exp = build_experiment(small_config())
+  batches = exp.train_iterator()
+  state = exp.state
+  with jax.transfer_guard("disallow"):
+    for _ in range(4):
+      state, metrics = exp.train_step(state, mesh_lib.global_batch(next(batches), exp.mesh))
+    jax.device_get(metrics)  # explicit, as the loop fetches its metrics
+    for batch in exp.eval_batches:  # the padded last batch included
+      exp.eval_step(state, mesh_lib.global_batch(batch, exp.mesh))
+  assert exp.train_step._cache_size() == 1
+  assert exp.eval_step._cache_size() == 1
