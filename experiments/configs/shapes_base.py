@@ -49,6 +49,7 @@ def accelerator(c: ml_collections.ConfigDict, batch: int, lr_factor: float) -> N
   rate scaled by sqrt(batch ratio) as usual for Adam; epochs unchanged, so the same
   number of examples is seen. Data and workdir may be gs:// paths."""
   c.compute_dtype = "bfloat16"
+  c.model.impl = "xla"  # `scratch` depthwise layers are a CPU workaround
   c.batch_size, c.eval_batch_size = batch, batch
   c.optimizer.learning_rate *= lr_factor
   c.log_every_steps, c.eval_every_steps = 10, 50
