@@ -14,6 +14,8 @@ launcher's (`global_batch` + jitted, donated `train_step`); Keras's is
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,6 @@ import numpy as np
 import optax
 from flax import nnx
 
-from cnn_lab.benchmarks.train import _median_seconds
 from cnn_lab.models import create_model
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.state import create_train_state
@@ -191,14 +192,25 @@ def linen_step(model: str, size: int, channels: int, classes: int, images, label
 
 # --------------------------------------------------------------------------- suite
 
-def images_per_second(step, batch: int, steps: int, repeats: int) -> float:
-  """Median over `repeats` runs of `steps` steps, after 2 warm-up runs (compilation)."""
-  def run():
+def images_per_second(steps_by_name: dict, batch: int, steps: int, repeats: int) -> dict:
+  """{name: images/s}: after 2 warm-up runs each (compilation), `repeats` rounds in which
+  every framework runs `steps` steps in turn; the median per framework. Taking turns
+  spreads a busy spell of the machine over all of them instead of one."""
+  def run(step):
+    start = time.perf_counter()
     out = None
     for _ in range(steps):
       out = step()
-    return out
-  return batch * steps / _median_seconds(run, repeats)
+    jax.block_until_ready(out)
+    return time.perf_counter() - start
+
+  for step in steps_by_name.values():
+    run(step), run(step)
+  times = {name: [] for name in steps_by_name}
+  for _ in range(repeats):
+    for name, step in steps_by_name.items():
+      times[name].append(run(step))
+  return {name: batch * steps / statistics.median(t) for name, t in times.items()}
 
 
 def suite(quick: bool = False):
@@ -208,7 +220,7 @@ def suite(quick: bool = False):
   their users run them, on the default device.
   """
   keras = _keras()
-  steps, repeats = (2, 3) if quick else (10, 5)
+  steps, repeats = (2, 3) if quick else (10, 7)
   for model, size, channels, batch, classes in (QUICK_CASES if quick else CASES):
     images, labels = host_batch(batch, size, channels, classes)
     args = (model, size, channels, classes, images, labels)
@@ -219,8 +231,7 @@ def suite(quick: bool = False):
     speeds["flax linen (examples style)"] = linen_step(*args)
     if keras is not None:
       speeds[f"keras {keras.__version__} (jax)"] = keras_step(keras, *args)
-    measured = {name: images_per_second(step, batch, steps, repeats)
-                for name, step in speeds.items()}
+    measured = images_per_second(speeds, batch, steps, repeats)
     ours = next(iter(measured.values()))
     for name, value in measured.items():
       yield {"suite": "peers", "model": model, "batch": batch, "framework": name,
