@@ -46,6 +46,10 @@ def write_atomic(path: str, data: str | bytes) -> str:
   return str(path)
 
 
+def remove(path: str) -> None:
+  epath.Path(path).unlink()
+
+
 def make_dirs(path: str) -> None:
   epath.Path(path).mkdir(parents=True, exist_ok=True)
 

@@ -192,3 +192,23 @@ def test_training_steps_transfer_nothing_implicitly_and_compile_once():
       exp.eval_step(state, mesh_lib.global_batch(batch, exp.mesh))
   assert exp.train_step._cache_size() == 1
   assert exp.eval_step._cache_size() == 1
+
+
+def test_workdir_paths_local_and_bucket(tmp_path, monkeypatch):
+  """Local workdirs become absolute, bucket URLs stay as they are; small files are
+  written whole; a bucket whose file system is missing fails in one line."""
+  import importlib.util
+
+  from cnn_lab import paths
+  from cnn_lab.train.loop import ensure_writable
+  monkeypatch.chdir(tmp_path)
+  assert paths.resolve("run") == str(tmp_path / "run")
+  assert paths.resolve("gs://bucket/run") == "gs://bucket/run"
+  assert paths.join("gs://bucket/run", "metrics.jsonl") == "gs://bucket/run/metrics.jsonl"
+  target = paths.join(ensure_writable("run"), "a.json")
+  paths.write_atomic(target, "{}")
+  assert paths.read_text(target) == "{}" and os.listdir(tmp_path / "run") == ["a.json"]
+  if importlib.util.find_spec("gcsfs") is None:
+    with pytest.raises(ValueError, match=r"workdir: expected a writable directory "
+                                         r"\(ImportError: .*gcsfs.*gs://bucket/run"):
+      ensure_writable("gs://bucket/run")

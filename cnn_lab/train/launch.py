@@ -74,8 +74,9 @@ HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
 def use_every_cpu_core() -> None:
-  """One XLA host device per core (the launcher's default on CPU; see README
-  "Performance": ResNet-20 trains 1.23x faster on 2 cores). An explicit
+  """One XLA host device per core, the launcher's default on CPU: one device runs most of
+  a step on about one core (README "Performance": the ResNet-20 step 1.19-1.3x faster on
+  2 cores, a full run there no faster). An explicit
   `--xla_force_host_platform_device_count` in `XLA_FLAGS` wins. Takes effect only if
   called before JAX initialises its backends; accelerators are unaffected."""
   flags = os.environ.get("XLA_FLAGS", "")

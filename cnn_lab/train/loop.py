@@ -21,17 +21,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
 
+from cnn_lab import paths
 from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
                                    eval_dataset, per_class_indices, train_dataset)
 from cnn_lab.models import create_model
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import mesh as mesh_lib
-from cnn_lab import paths
 from cnn_lab.train.checkpoint import Checkpointer, abstract_like
 from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
 from cnn_lab.train.optim import make_optimizer
@@ -53,9 +52,10 @@ def ensure_writable(workdir: str) -> str:
   try:
     paths.make_dirs(workdir)
     paths.write_atomic(probe, "ok")
-    epath.Path(probe).unlink()
-  except OSError as e:
-    raise fail("workdir", f"a writable directory ({type(e).__name__}: {e.strerror or e})",
+    paths.remove(probe)
+  except (OSError, ImportError) as e:  # ImportError: a bucket without its file system
+    raise fail("workdir", f"a writable directory ({type(e).__name__}: "
+                          f"{getattr(e, 'strerror', None) or e})",
                workdir) from None
   return workdir
 

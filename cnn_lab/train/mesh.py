@@ -43,7 +43,8 @@ def mesh_for_batches(*batch_sizes: int, local_devices: int = 0) -> Mesh:
                local_devices)
   n = local_devices or local
   if jax.default_backend() == "cpu":
-    n = max(d for d in range(1, n + 1) if all(b % (d * hosts) == 0 for b in batch_sizes))
+    n = max((d for d in range(1, n + 1) if all(b % (d * hosts) == 0 for b in batch_sizes)),
+            default=1)  # none divides: the batch check names the batch size
   by_process = {}
   for d in jax.devices():
     by_process.setdefault(d.process_index, []).append(d)
