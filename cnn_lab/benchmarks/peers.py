@@ -225,7 +225,8 @@ def suite(quick: bool = False):
     images, labels = host_batch(batch, size, channels, classes)
     args = (model, size, channels, classes, images, labels)
     all_devices = mesh_lib.make_mesh()
-    speeds = {f"cnn_lab ({all_devices.size} devices)": ours_step(*args, all_devices)}
+    label = "1 device" if all_devices.size == 1 else f"{all_devices.size} devices"
+    speeds = {f"cnn_lab ({label})": ours_step(*args, all_devices)}
     if all_devices.size > 1:
       speeds["cnn_lab (1 device)"] = ours_step(*args, mesh_lib.make_mesh(jax.devices()[:1]))
     speeds["flax linen (examples style)"] = linen_step(*args)

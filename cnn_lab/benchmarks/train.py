@@ -10,7 +10,6 @@ per multiply-add. MFU divides by a float32 matmul peak measured in the same run.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import jax
@@ -19,6 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from cnn_lab.benchmarks.timing import median_seconds
 from cnn_lab.models import create_model
 from cnn_lab.models.summary import summarize
 from cnn_lab.train import mesh as mesh_lib
@@ -28,7 +28,7 @@ from cnn_lab.train.tasks import Classification
 
 # model, image size, channels, batch, classes, implementation (the `peers` suite times the
 # first two too). MobileNetV2 runs its depthwise layers as its configs do, on the scratch
-# taps: XLA's grouped convolution is 2-7x slower on a CPU (README "Performance").
+# taps: XLA's grouped convolution is 2-7x slower forward+backward on a CPU (README "Performance").
 CASES = (("lenet5_modern", 32, 1, 128, 10, "xla"), ("resnet20_cifar", 32, 3, 128, 10, "xla"),
          ("mobilenet_v2", 224, 3, 32, 1000, "scratch"), ("resnet50", 224, 3, 32, 1000, "xla"))
 QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10, "xla"), ("resnet20_cifar", 16, 3, 8, 10, "xla"))
@@ -39,18 +39,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   f = jax.jit(jnp.dot)
-  return 2 * n ** 3 / _median_seconds(lambda: f(a, b), repeats) / 1e9
-
-
-def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return 2 * n ** 3 / median_seconds(f, a, b, repeats=repeats) / 1e9
 
 
 def seconds_per_step(train_step, state, batch: dict, steps: int = 5, repeats: int = 5) -> float:
@@ -62,7 +51,7 @@ def seconds_per_step(train_step, state, batch: dict, steps: int = 5, repeats: in
       state, metrics = train_step(state, batch)
     return metrics
 
-  return _median_seconds(run, repeats) / steps
+  return median_seconds(run, repeats=repeats) / steps
 
 
 def train_flops_per_image(model: str, size: int, channels: int, classes: int) -> float:
