@@ -212,3 +212,27 @@ def test_workdir_paths_local_and_bucket(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"workdir: expected a writable directory "
                                          r"\(ImportError: .*gcsfs.*gs://bucket/run"):
       ensure_writable("gs://bucket/run")
+
+
+CONFIGS = sorted(f for f in os.listdir(os.path.join(ROOT, "experiments", "configs"))
+                 if f.endswith(".py") and f not in ("__init__.py", "shapes_base.py"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_accelerator_presets_build_bfloat16_models(name):
+  """Every config's `:tpu` preset builds its model with bfloat16 compute (abstractly:
+  nothing is allocated) and float32 parameters."""
+  from cnn_lab.data import datasets
+  from cnn_lab.train.launch import load_config
+  from cnn_lab.train.loop import build_model
+  from cnn_lab.train.tasks import make_task
+  config = load_config(os.path.join(ROOT, "experiments", "configs", name) + ":tpu")
+  spec = datasets.spec(config.dataset.name)
+  task = make_task(config, spec.num_classes)
+  graphdef, params, rest = nnx.split(nnx.eval_shape(lambda: build_model(config, task)),
+                                     nnx.Param, ...)
+  size = config.dataset.image_size
+  image = jax.ShapeDtypeStruct((2, size, size, spec.image_shape[-1]), jnp.float32)
+  out = jax.eval_shape(lambda p, r, x: nnx.merge(graphdef, p, r)(x), params, rest, image)
+  assert {o.dtype for o in jax.tree.leaves(out)} == {jnp.dtype(jnp.bfloat16)}
+  assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}

@@ -25,14 +25,15 @@ from cnn_lab.ops._checks import fail
 class _ConvStack(nnx.Module):
   """3x3 conv-BN-act layers; an "M" entry is a 2x2 max pool; (c, k) a k x k conv."""
 
-  def __init__(self, in_channels: int, layout, *, act: str, impl: str, rngs: nnx.Rngs):
+  def __init__(self, in_channels: int, layout, *, act: str, impl: str, dtype=None,
+               rngs: nnx.Rngs):
     layers, c = [], in_channels
     for entry in layout:
       if entry == "M":
         layers.append(nn.MaxPool(2))
         continue
       out, k = entry if isinstance(entry, tuple) else (entry, 3)
-      layers.append(nn.ConvBNAct(c, out, k, act=act, impl=impl, rngs=rngs))
+      layers.append(nn.ConvBNAct(c, out, k, act=act, impl=impl, dtype=dtype, rngs=rngs))
       c = out
     self.out_channels = c
     self.layers = nnx.List(layers)
@@ -47,14 +48,15 @@ class Localizer(nnx.Module):
   """Classification with localization (and landmarks): `[N, S, S, C]` -> `[N, 5 + K + 2L]`."""
 
   def __init__(self, *, num_classes: int = 8, num_landmarks: int = 0, in_channels: int = 3,
-               input_size: int = 64, width: int = 32, impl: str = "xla",
+               input_size: int = 64, width: int = 32, impl: str = "xla", dtype=None,
                rngs: nnx.Rngs):
     check_input_size(input_size, 16, "localizer")
     w = width
     self.features = _ConvStack(in_channels, [w, "M", 2 * w, "M", 4 * w, "M", 8 * w, "M",
-                                             8 * w], act="relu", impl=impl, rngs=rngs)
-    self.hidden = nn.Dense(8 * w, 256, rngs=rngs)
-    self.head = nn.Dense(256, 5 + num_classes + 2 * num_landmarks, rngs=rngs)
+                                             8 * w], act="relu", impl=impl, dtype=dtype,
+                               rngs=rngs)
+    self.hidden = nn.Dense(8 * w, 256, dtype=dtype, rngs=rngs)
+    self.head = nn.Dense(256, 5 + num_classes + 2 * num_landmarks, dtype=dtype, rngs=rngs)
     self.num_classes, self.num_landmarks = num_classes, num_landmarks
 
   def __call__(self, x, *, train: bool = False, rngs=None):
@@ -126,16 +128,16 @@ class YOLO(nnx.Module):
 
   def __init__(self, *, num_classes: int = 8, num_anchors: int = 5, in_channels: int = 3,
                input_size: int = 64, backbone: str = "darknet_tiny", impl: str = "xla",
-               rngs: nnx.Rngs):
+               dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 8, "yolo")
     if input_size % 8:
       raise fail("input_size", "a multiple of 8 (the grid stride)", input_size)
     if backbone not in YOLO_BACKBONES:
       raise fail("backbone", f"one of {sorted(YOLO_BACKBONES)}", backbone)
     self.features = _ConvStack(in_channels, YOLO_BACKBONES[backbone], act="leaky_relu",
-                               impl=impl, rngs=rngs)
+                               impl=impl, dtype=dtype, rngs=rngs)
     self.head = nn.Conv(self.features.out_channels, num_anchors * (5 + num_classes), 1,
-                        impl=impl, rngs=rngs)
+                        impl=impl, dtype=dtype, rngs=rngs)
     self.num_classes, self.num_anchors = num_classes, num_anchors
 
   def __call__(self, x, *, train: bool = False, rngs=None):

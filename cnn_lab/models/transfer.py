@@ -28,18 +28,18 @@ class MobileNetV2Transfer(nnx.Module):
   def __init__(self, num_classes: int = 2, *, weights: str | None = None,
                trainable_from: int = BASE_LAYERS, freeze_bn: bool = True,
                dropout_rate: float = 0.2, in_channels: int = 3, input_size: int = 160,
-               impl: str = "xla", rngs: nnx.Rngs):
+               impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV2 (five halvings)")
     if not 0 <= trainable_from <= BASE_LAYERS:
       raise fail("trainable_from", f"a layer index in [0, {BASE_LAYERS}]", trainable_from)
     self.base = MobileNetV2(1000, in_channels=in_channels, input_size=input_size, impl=impl,
-                            rngs=rngs)
+                            dtype=dtype, rngs=rngs)
     if weights:
       from cnn_lab.pretrained.imagenet import load_imagenet_weights
       load_imagenet_weights(self.base, "mobilenet_v2", weights)
     del self.base.fc, self.base.drop  # the ImageNet classifier is replaced
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
-    self.head = nn.Dense(self.base.last_channels, num_classes, rngs=rngs)
+    self.head = nn.Dense(self.base.last_channels, num_classes, dtype=dtype, rngs=rngs)
     self.trainable_from, self.freeze_bn = trainable_from, freeze_bn
 
   def features(self, x, *, train: bool = False):

@@ -26,9 +26,9 @@ from cnn_lab.ops._checks import fail
 he_normal = nnx.initializers.he_normal()
 
 
-def _conv(in_features, out_features, kernel_size, padding, impl, rngs):
+def _conv(in_features, out_features, kernel_size, padding, impl, rngs, dtype=None):
   return nn.Conv(in_features, out_features, kernel_size, padding=padding, impl=impl,
-                 kernel_init=he_normal, rngs=rngs)
+                 kernel_init=he_normal, dtype=dtype, rngs=rngs)
 
 
 class ConvBlock(nnx.Module):
@@ -36,9 +36,9 @@ class ConvBlock(nnx.Module):
 
   def __init__(self, in_features: int, filters: int, *, dropout_rate: float = 0.0,
                max_pooling: bool = True, padding: str = "SAME", impl: str = "xla",
-               rngs: nnx.Rngs):
-    self.conv1 = _conv(in_features, filters, 3, padding, impl, rngs)
-    self.conv2 = _conv(filters, filters, 3, padding, impl, rngs)
+               dtype=None, rngs: nnx.Rngs):
+    self.conv1 = _conv(in_features, filters, 3, padding, impl, rngs, dtype)
+    self.conv2 = _conv(filters, filters, 3, padding, impl, rngs, dtype)
     self.dropout = nnx.Dropout(dropout_rate) if dropout_rate else None
     self.pool = nn.MaxPool(2) if max_pooling else None
 
@@ -59,12 +59,12 @@ class UpsamplingBlock(nnx.Module):
 
   def __init__(self, in_features: int, skip_features: int, filters: int, *,
                up_kernel: int = 3, padding: str = "SAME", impl: str = "xla",
-               rngs: nnx.Rngs):
+               dtype=None, rngs: nnx.Rngs):
     self.up = nn.ConvTranspose(in_features, filters, up_kernel, stride=2,
                                padding="SAME" if up_kernel == 3 else "VALID", impl=impl,
-                               kernel_init=he_normal, rngs=rngs)
-    self.conv1 = _conv(filters + skip_features, filters, 3, padding, impl, rngs)
-    self.conv2 = _conv(filters, filters, 3, padding, impl, rngs)
+                               kernel_init=he_normal, dtype=dtype, rngs=rngs)
+    self.conv1 = _conv(filters + skip_features, filters, 3, padding, impl, rngs, dtype)
+    self.conv2 = _conv(filters, filters, 3, padding, impl, rngs, dtype)
     self.relu_after_up = up_kernel == 2  # the paper's "up-convolution" is followed by ReLU
 
   def __call__(self, x, skip):
@@ -110,11 +110,11 @@ class UNet(_UNetBase):
 
   def __init__(self, *, num_classes: int = 23, in_channels: int = 3, input_size=(96, 128),
                filters: int = 32, dropout_rate: float = 0.3, impl: str = "xla",
-               rngs: nnx.Rngs):
+               dtype=None, rngs: nnx.Rngs):
     check_unet_input(input_size, "unet")
-    self._build(in_channels, filters, dropout_rate, 3, impl=impl, rngs=rngs)
-    self.conv = _conv(filters, filters, 3, "SAME", impl, rngs)
-    self.head = nn.Conv(filters, num_classes, 1, impl=impl, rngs=rngs)
+    self._build(in_channels, filters, dropout_rate, 3, impl=impl, dtype=dtype, rngs=rngs)
+    self.conv = _conv(filters, filters, 3, "SAME", impl, rngs, dtype)
+    self.head = nn.Conv(filters, num_classes, 1, impl=impl, dtype=dtype, rngs=rngs)
 
   def _head(self, x):
     return self.head(nnx.relu(self.conv(x)))
@@ -125,12 +125,13 @@ class UNetOriginal(_UNetBase):
 
   def __init__(self, *, num_classes: int = 2, in_channels: int = 1, input_size: int = 572,
                filters: int = 64, dropout_rate: float = 0.5, impl: str = "xla",
-               rngs: nnx.Rngs):
+               dtype=None, rngs: nnx.Rngs):
     if output_size_original(input_size) is None:
       raise fail("input_size", "a size whose every VALID stage stays even and positive "
                  "(e.g. 572, 252, 188, 124)", input_size)
-    self._build(in_channels, filters, dropout_rate, 2, padding="VALID", impl=impl, rngs=rngs)
-    self.head = nn.Conv(filters, num_classes, 1, impl=impl, rngs=rngs)
+    self._build(in_channels, filters, dropout_rate, 2, padding="VALID", impl=impl,
+                dtype=dtype, rngs=rngs)
+    self.head = nn.Conv(filters, num_classes, 1, impl=impl, dtype=dtype, rngs=rngs)
 
   def _head(self, x):
     return self.head(x)

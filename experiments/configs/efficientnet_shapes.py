@@ -6,7 +6,7 @@ Command:
 Trains `efficientnet_b0` on embedded `shapes` classification (8 classes) at 64x64.
 Measured with --config.num_epochs=3 (seed 0): 0.477 in 263 s on 2 CPU cores; the
 recipe is not tuned for EfficientNet yet.
-Presets: :test (3 steps, for the tests).
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
 from experiments.configs.shapes_base import apply_presets, shapes_config

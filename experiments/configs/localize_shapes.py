@@ -11,7 +11,7 @@ Reports `eval/iou50_accuracy` (box IoU > 0.5 on images with an object),
 Measured (seed 0, default config, 2 CPU cores): eval/iou50_accuracy 0.9988,
 eval/localization_accuracy 0.9950, eval/presence_accuracy 1.0, eval/mean_iou 0.896,
 eval/landmark_nme 0.075 after 1,395 steps (15 epochs) in 528 s of training.
-Presets: :test (3 steps, for the tests); :nolandmarks (the box head alone).
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md); :nolandmarks (the box head alone).
 """
 
 import ml_collections

@@ -6,7 +6,7 @@ Command:
 Trains `mobilenet_v2` on embedded `shapes` classification (8 classes) at 64x64.
 Measured with --config.num_epochs=3 (seed 0): 0.338 in 186 s on 2 CPU cores; the
 recipe is not tuned for MobileNetV2 yet.
-Presets: :test (3 steps, for the tests), :v1.
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md), :v1.
 """
 
 from experiments.configs.shapes_base import apply_presets, shapes_config

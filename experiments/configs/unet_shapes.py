@@ -9,7 +9,7 @@ Trains `unet` (16 base filters) on `shapes/multi_64` per-pixel masks: 9 classes
 `eval/pixel_accuracy` and `eval/iou/<class>`.
 Measured (seed 0, default config, 2 CPU cores): eval/mean_iou 0.922, eval/pixel_accuracy
 0.992 after 1,000 steps (8 epochs) in 734 s of training; 315 images/s at inference.
-Presets: :test (3 steps, for the tests); :course (32 base filters, the course's width);
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md); :course (32 base filters, the course's width);
 :dice (adds a Dice term with weight 1); :pets (catalog `oxford_iiit_pet` at 128x128,
 3 classes: pet, background, border; prepare it where there is network).
 """

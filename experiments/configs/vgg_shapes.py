@@ -8,7 +8,7 @@ Command:
 Trains `vgg11_bn` on embedded `shapes` classification (8 classes) at 32x32.
 Measured with --config.num_epochs=3 (seed 0): 0.914 (1001 s, sharing the 2 cores
 with a test run); the 6-epoch default is not measured yet.
-Presets: :test (3 steps, for the tests).
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
 from experiments.configs.shapes_base import apply_presets, shapes_config

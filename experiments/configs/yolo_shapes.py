@@ -9,7 +9,7 @@ and evaluates VOC mAP@0.5 and COCO mAP@[.5:.95] (`eval/voc_mAP50`, `eval/coco_mA
 Measured (seed 0, default config, 2 CPU cores): eval/voc_mAP50 0.981, eval/coco_mAP
 0.846 after 5,000 steps (40 epochs) in 500 s of training; k-means anchors' mean IoU
 with the training boxes 0.869.
-Presets: :test (3 steps, for the tests); :small (`yolo_small`, a wider backbone);
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md); :small (`yolo_small`, a wider backbone);
 :voc (catalog `voc/2007` at 224x224, 20 classes; prepare it where there is network).
 """
 
