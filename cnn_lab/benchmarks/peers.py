@@ -19,41 +19,21 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import nnx
 
-from cnn_lab.models import create_model
+from cnn_lab.benchmarks.train import LEARNING_RATE, MOMENTUM, host_batch, preset_train_step
 from cnn_lab.train import mesh as mesh_lib
-from cnn_lab.train.state import create_train_state
-from cnn_lab.train.steps import make_train_step
-from cnn_lab.train.tasks import Classification
 
-LEARNING_RATE, MOMENTUM = 0.01, 0.9
 # ours, image size, channels, batch, classes
 CASES = (("lenet5_modern", 32, 1, 128, 10), ("resnet20_cifar", 32, 3, 128, 10))
 QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10), ("resnet20_cifar", 16, 3, 8, 10))
-
-
-def host_batch(batch: int, size: int, channels: int, classes: int) -> tuple[np.ndarray, ...]:
-  rng = np.random.default_rng(0)
-  return (rng.normal(size=(batch, size, size, channels)).astype(np.float32),
-          rng.integers(0, classes, batch).astype(np.int32))
 
 
 # ---------------------------------------------------------------------------- ours
 
 def ours_step(model: str, size: int, channels: int, classes: int, images, labels, mesh):
   """-> step(): one launcher training step from the host batch (returns its metrics)."""
-  net = create_model(model, rngs=nnx.Rngs(0), num_classes=classes, in_channels=channels,
-                     input_size=size)
-  tx = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
-  graphdef, state = create_train_state(net, tx, jax.random.key(1))
-  repl, sharded = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  state = jax.device_put(state, repl)
-  train_step = jax.jit(make_train_step(graphdef, tx, Classification()),
-                       in_shardings=(repl, sharded), out_shardings=(repl, repl),
-                       donate_argnums=0)
+  train_step, state = preset_train_step(model, size, channels, classes, mesh)
   local = {"image": images, "label": labels}
 
   def step():
@@ -222,7 +202,8 @@ def suite(quick: bool = False):
   keras = _keras()
   steps, repeats = (2, 3) if quick else (10, 7)
   for model, size, channels, batch, classes in (QUICK_CASES if quick else CASES):
-    images, labels = host_batch(batch, size, channels, classes)
+    data = host_batch(batch, size, channels, classes)
+    images, labels = data["image"], data["label"]
     args = (model, size, channels, classes, images, labels)
     all_devices = mesh_lib.make_mesh()
     label = "1 device" if all_devices.size == 1 else f"{all_devices.size} devices"

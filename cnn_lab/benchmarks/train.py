@@ -23,7 +23,7 @@ from cnn_lab.models import create_model
 from cnn_lab.models.summary import summarize
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.state import create_train_state
-from cnn_lab.train.steps import make_train_step
+from cnn_lab.train.steps import jit_train_step
 from cnn_lab.train.tasks import Classification
 
 # model, image size, channels, batch, classes, implementation (the `peers` suite times the
@@ -32,6 +32,7 @@ from cnn_lab.train.tasks import Classification
 CASES = (("lenet5_modern", 32, 1, 128, 10, "xla"), ("resnet20_cifar", 32, 3, 128, 10, "xla"),
          ("mobilenet_v2", 224, 3, 32, 1000, "scratch"), ("resnet50", 224, 3, 32, 1000, "xla"))
 QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10, "xla"), ("resnet20_cifar", 16, 3, 8, 10, "xla"))
+LEARNING_RATE, MOMENTUM = 0.01, 0.9  # SGD, here and for the peers
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -59,12 +60,23 @@ def train_flops_per_image(model: str, size: int, channels: int, classes: int) ->
   return 6.0 * summarize(model, (size, size, channels), classes)["macs"]
 
 
-def synthetic_batch(batch: int, size: int, channels: int, classes: int, mesh) -> dict:
-  """Random images and labels, sharded along `data` as the loop's batches are."""
+def host_batch(batch: int, size: int, channels: int, classes: int) -> dict:
+  """Random float32 images `[batch, size, size, channels]` and int32 labels, in numpy."""
   rng = np.random.default_rng(0)
-  local = {"image": rng.normal(size=(batch, size, size, channels)).astype(np.float32),
-           "label": rng.integers(0, classes, batch).astype(np.int32)}
-  return mesh_lib.global_batch(local, mesh)
+  return {"image": rng.normal(size=(batch, size, size, channels)).astype(np.float32),
+          "label": rng.integers(0, classes, batch).astype(np.int32)}
+
+
+def preset_train_step(model: str, size: int, channels: int, classes: int, mesh,
+                      impl: str = "xla", dtype=None) -> tuple:
+  """-> (the launcher's jitted classification step, its replicated initial state) for a
+  zoo preset, with SGD (learning rate 0.01, momentum 0.9) as in every framework timed."""
+  net = create_model(model, rngs=nnx.Rngs(0), num_classes=classes, in_channels=channels,
+                     input_size=size, impl=impl, dtype=dtype)
+  tx = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
+  graphdef, state = create_train_state(net, tx, jax.random.key(1))
+  return (jit_train_step(graphdef, tx, Classification(), mesh),
+          jax.device_put(state, mesh_lib.replicated(mesh)))
 
 
 def time_train_step(model: str, size: int, channels: int, batch: int, classes: int,
@@ -78,16 +90,8 @@ def time_train_step(model: str, size: int, channels: int, batch: int, classes: i
   """
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_divides(batch, mesh)
-  net = create_model(model, rngs=nnx.Rngs(0), num_classes=classes, in_channels=channels,
-                     input_size=size, impl=impl, dtype=dtype)
-  tx = optax.sgd(0.01, momentum=0.9)
-  graphdef, state = create_train_state(net, tx, jax.random.key(1))
-  del net
-  repl, sharded = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  state = jax.device_put(state, repl)
-  data = synthetic_batch(batch, size, channels, classes, mesh)
-  step_fn = jax.jit(make_train_step(graphdef, tx, Classification()),
-                    in_shardings=(repl, sharded), out_shardings=(repl, repl), donate_argnums=0)
+  step_fn, state = preset_train_step(model, size, channels, classes, mesh, impl, dtype)
+  data = mesh_lib.global_batch(host_batch(batch, size, channels, classes), mesh)
   start = time.perf_counter()
   compiled = step_fn.lower(state, data).compile()
   compile_s = time.perf_counter() - start

@@ -35,7 +35,7 @@ from cnn_lab.train.checkpoint import Checkpointer, abstract_like
 from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import TrainState, create_train_state
-from cnn_lab.train.steps import make_eval_step, make_train_step
+from cnn_lab.train.steps import jit_train_step, make_eval_step
 from cnn_lab.train.tasks import make_task
 from cnn_lab.viz import plot_curves
 
@@ -185,9 +185,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
   graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
   del model
   repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  train_step = jax.jit(make_train_step(graphdef, tx, task, schedule),
-                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
-                       donate_argnums=0)
+  train_step = jit_train_step(graphdef, tx, task, mesh, schedule)
   eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
                       out_shardings=repl)
   # In-memory batches are one gather each: a single prefetch thread keeps ahead of the

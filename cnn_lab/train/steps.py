@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.state import TrainState
 
 
@@ -51,6 +52,15 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
     return new_state, metrics
 
   return train_step
+
+
+def jit_train_step(graphdef, tx: optax.GradientTransformation, task, mesh, schedule=None):
+  """`make_train_step` jitted as the loop runs it: state replicated over `mesh` and
+  donated, batches sharded along `data`."""
+  repl = mesh_lib.replicated(mesh)
+  return jax.jit(make_train_step(graphdef, tx, task, schedule),
+                 in_shardings=(repl, mesh_lib.data_sharded(mesh)), out_shardings=(repl, repl),
+                 donate_argnums=0)
 
 
 def make_eval_step(graphdef, task):
