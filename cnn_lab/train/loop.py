@@ -163,11 +163,17 @@ class Experiment:
   state: TrainState  # replicated over `mesh`
   train_step: object  # jitted (state, global batch) -> (state, metrics); donates the state
   eval_step: object  # jitted (state, global batch) -> task.eval_batch sums
-  read_options: grain.ReadOptions
 
   def train_iterator(self):
-    """This host's training batches, checkpointable (`get_state` / `set_state`)."""
-    return iter(self.train_batches.to_iter_dataset(self.read_options))
+    """This host's training batches, checkpointable (`get_state` / `set_state`).
+
+    In-memory batches are one gather each: a single prefetch thread keeps ahead of the
+    step, while grain's default 16 threads only contend for the GIL (3-4x slower);
+    record reads and decoding release it and keep the default.
+    """
+    options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=16) \
+        if isinstance(self.train_source, InMemorySource) else grain.ReadOptions()
+    return iter(self.train_batches.to_iter_dataset(options))
 
 
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
@@ -188,13 +194,8 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
   train_step = jit_train_step(graphdef, tx, task, mesh, schedule)
   eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
                       out_shardings=repl)
-  # In-memory batches are one gather each: a single prefetch thread keeps ahead of the
-  # step, while grain's default 16 threads only contend for the GIL (3-4x slower);
-  # record reads and decoding release it and keep the default.
-  read_options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=16) \
-      if isinstance(train_src, InMemorySource) else grain.ReadOptions()
   return Experiment(mesh, task, train_src, train_ds, eval_ds, total_steps, graphdef,
-                    jax.device_put(state, repl), train_step, eval_step, read_options)
+                    jax.device_put(state, repl), train_step, eval_step)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
