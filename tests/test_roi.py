@@ -1,0 +1,181 @@
+"""RoI max pooling and RoIAlign against loop references written from torchvision's CPU
+kernels (values and gradients), pure / jit / vmap, and their documented edge cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from cnn_lab.ops.roi import roi_align, roi_max_pool
+
+
+def _bilinear_taps(y, x, height, width):
+  """torchvision's bilinear_interpolate: [(weight, row, col)] of one sample point."""
+  if y < -1.0 or y > height or x < -1.0 or x > width:
+    return []
+  y, x = max(y, 0.0), max(x, 0.0)
+  yl, xl = int(y), int(x)
+  if yl >= height - 1:
+    yl = yh = height - 1
+    y = float(yl)
+  else:
+    yh = yl + 1
+  if xl >= width - 1:
+    xl = xh = width - 1
+    x = float(xl)
+  else:
+    xh = xl + 1
+  ly, lx = y - yl, x - xl
+  return [((1 - ly) * (1 - lx), yl, xl), ((1 - ly) * lx, yl, xh),
+          (ly * (1 - lx), yh, xl), (ly * lx, yh, xh)]
+
+
+def reference_roi_align(features, boxes, size, scale, ratio, aligned=True):
+  """Straight loops over RoIs, bins and sample points; jnp so that it differentiates."""
+  height, width, _ = features.shape
+  offset = 0.5 if aligned else 0.0
+  rois = []
+  for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
+    sx, sy = x1 * scale - offset, y1 * scale - offset
+    w, h = max(x2 * scale - offset - sx, 0.0), max(y2 * scale - offset - sy, 0.0)
+    if not aligned:
+      w, h = max(w, 1.0), max(h, 1.0)
+    bins = []
+    for a in range(size):
+      row = []
+      for b in range(size):
+        total = jnp.zeros(features.shape[-1])
+        for iy in range(ratio):
+          for ix in range(ratio):
+            y = sy + a * h / size + (iy + 0.5) * h / size / ratio
+            x = sx + b * w / size + (ix + 0.5) * w / size / ratio
+            for weight, r, c in _bilinear_taps(y, x, height, width):
+              total = total + weight * features[r, c]
+        row.append(total / ratio ** 2)
+      bins.append(jnp.stack(row))
+    rois.append(jnp.stack(bins))
+  return jnp.stack(rois)
+
+
+def reference_roi_pool(features, boxes, size, scale):
+  """torchvision's roi_pool loops (round-half-away corners, whole-cell bins, 0 if empty)."""
+  rows, cols = (size, size) if isinstance(size, int) else size
+  height, width, _ = features.shape
+  rnd = lambda v: int(np.sign(v) * np.floor(abs(v) + 0.5))
+  out = []
+  for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
+    sx, sy, ex, ey = rnd(x1 * scale), rnd(y1 * scale), rnd(x2 * scale), rnd(y2 * scale)
+    nh, nw = max(ey - sy + 1, 1), max(ex - sx + 1, 1)  # cells; bins in exact arithmetic
+    grid = []
+    for a in range(rows):
+      line = []
+      for b in range(cols):
+        h0 = min(max(a * nh // rows + sy, 0), height)
+        h1 = min(max(-(-(a + 1) * nh // rows) + sy, 0), height)
+        w0 = min(max(b * nw // cols + sx, 0), width)
+        w1 = min(max(-(-(b + 1) * nw // cols) + sx, 0), width)
+        line.append(jnp.zeros(features.shape[-1]) if h1 <= h0 or w1 <= w0 else
+                    jnp.max(features[h0:h1, w0:w1].reshape(-1, features.shape[-1]), 0))
+      grid.append(jnp.stack(line))
+    out.append(jnp.stack(grid))
+  return jnp.stack(out)
+
+
+def _random_case(seed, count=5, height=9, width=11, channels=3):
+  rng = np.random.default_rng(seed)
+  features = jnp.asarray(rng.normal(size=(height, width, channels)), jnp.float32)
+  corners = rng.uniform(-8, 50, size=(count, 2, 2))  # input pixels; stride 4 below
+  boxes = np.concatenate([corners.min(1), corners.max(1)], -1)  # (x1, y1, x2, y2)
+  return features, jnp.asarray(boxes, jnp.float32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("aligned", [True, False])
+def test_roi_align_matches_reference_values_and_feature_gradients(seed, aligned):
+  features, boxes = _random_case(seed)
+  args = dict(spatial_scale=0.25, sampling_ratio=2, aligned=aligned)
+  ours = roi_align(features, boxes, 3, **args)
+  ref = reference_roi_align(features, boxes, 3, 0.25, 2, aligned)
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+  cot = jax.random.normal(jax.random.key(seed), ours.shape)
+  g = jax.grad(lambda f: jnp.sum(roi_align(f, boxes, 3, **args) * cot))(features)
+  g_ref = jax.grad(lambda f: jnp.sum(reference_roi_align(f, boxes, 3, 0.25, 2, aligned) *
+                                     cot))(features)
+  np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_roi_align_box_gradients_match_finite_differences():
+  features, _ = _random_case(7)
+  boxes = jnp.asarray([[5.3, 6.1, 30.7, 21.9], [12.2, 3.4, 20.6, 33.3]], jnp.float32)
+  f = lambda b: roi_align(features, b, 2, spatial_scale=0.25, sampling_ratio=2)
+  check_grads(f, (boxes,), order=1, modes=["rev"], eps=1e-2, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_roi_max_pool_matches_reference_values_and_gradients(seed):
+  features, boxes = _random_case(seed)
+  ours = roi_max_pool(features, boxes, (2, 3), spatial_scale=0.25)
+  ref = reference_roi_pool(features, boxes, (2, 3), 0.25)
+  np.testing.assert_array_equal(ours, ref)
+  cot = jax.random.normal(jax.random.key(seed), ours.shape)
+  g = jax.grad(lambda f: jnp.sum(roi_max_pool(f, boxes, (2, 3), spatial_scale=0.25) * cot))
+  g_ref = jax.grad(lambda f: jnp.sum(reference_roi_pool(f, boxes, (2, 3), 0.25) * cot))
+  np.testing.assert_allclose(g(features), g_ref(features), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["align", "pool"])
+def test_jit_and_vmap_agree_with_the_pure_function(op):
+  pool = (lambda f, b: roi_align(f, b, 4, spatial_scale=0.25)) if op == "align" else \
+      (lambda f, b: roi_max_pool(f, b, 4, spatial_scale=0.25))
+  cases = [_random_case(s) for s in range(3)]
+  features = jnp.stack([f for f, _ in cases])
+  boxes = jnp.stack([b for _, b in cases])
+  batched = jax.jit(jax.vmap(pool))(features, boxes)
+  for i, (f, b) in enumerate(cases):
+    np.testing.assert_allclose(batched[i], pool(f, b), rtol=1e-6, atol=1e-6)
+
+
+def test_rois_outside_the_image_pool_zeros_and_partial_ones_pool_what_is_inside():
+  features = jnp.arange(1.0, 17.0).reshape(4, 4, 1)  # all positive
+  outside = jnp.asarray([[20.0, 20.0, 30.0, 30.0], [-30.0, -30.0, -20.0, -25.0]])
+  assert not jnp.any(roi_align(features, outside, 2))
+  assert not jnp.any(roi_max_pool(features, outside, 2))
+  # The right half of this RoI lies beyond the last column: RoI pooling clips it away
+  # (its right bins are empty: 0); RoIAlign samples within a cell of the border only.
+  partial = jnp.asarray([[2.0, 0.0, 5.9, 3.9]])
+  pooled = roi_max_pool(features, partial, 2)[0, :, :, 0]
+  np.testing.assert_array_equal(pooled, [[12.0, 0.0], [16.0, 0.0]])
+  aligned = roi_align(features, partial, 2)[0, :, :, 0]
+  assert jnp.all(aligned[:, 1] > 0) and jnp.all(jnp.isfinite(aligned))
+
+
+def test_degenerate_and_empty_rois():
+  features, _ = _random_case(0)
+  point = jnp.asarray([[10.0, 12.0, 10.0, 12.0]])
+  inverted = jnp.asarray([[10.0, 12.0, 2.0, 3.0]])  # x2 < x1, y2 < y1
+  a = roi_align(features, point, 3, spatial_scale=0.25)
+  # zero size: every sample is the one point, so every bin is the same vector
+  np.testing.assert_allclose(a, jnp.broadcast_to(a[:, :1, :1], a.shape), rtol=1e-6)
+  np.testing.assert_allclose(roi_align(features, inverted, 3, spatial_scale=0.25), a,
+                             rtol=1e-6)
+  np.testing.assert_array_equal(
+      roi_max_pool(features, inverted, 2, spatial_scale=0.25),
+      reference_roi_pool(features, inverted, 2, 0.25))
+  for pool in (roi_align, roi_max_pool):
+    out = pool(features, jnp.zeros((0, 4)), (2, 3))
+    assert out.shape == (0, 2, 3, features.shape[-1])
+
+
+def test_bad_arguments_name_the_argument():
+  features, boxes = _random_case(0)
+  with pytest.raises(ValueError, match=r"^features: expected one image's features"):
+    roi_align(features[None], boxes, 2)
+  with pytest.raises(ValueError, match=r"^boxes: expected RoIs \[R, 4\]"):
+    roi_max_pool(features, boxes[:, :3], 2)
+  with pytest.raises(ValueError, match=r"^spatial_scale: expected a positive number"):
+    roi_align(features, boxes, 2, spatial_scale=0.0)
+  with pytest.raises(ValueError, match=r"^sampling_ratio: expected an int >= 1"):
+    roi_align(features, boxes, 2, sampling_ratio=-1)
+  with pytest.raises(ValueError, match=r"^output_size: expected values >= 1"):
+    roi_max_pool(features, boxes, 0)
