@@ -1,4 +1,5 @@
-r"""Draws a trained detector's boxes (YOLO) or box and landmarks (localizer) on images.
+r"""Draws a trained detector's boxes (YOLO, Faster R-CNN) or box and landmarks
+(localizer) on images.
 
   python -m experiments.detect --workdir=/tmp/yolo IMAGE_OR_SAMPLE_NAME...
   python -m experiments.detect --workdir=/tmp/yolo --examples=12   # from the test split
@@ -45,7 +46,7 @@ def class_names(dataset: str) -> tuple:
 
 def predict(task, outputs) -> dict:
   """Model outputs -> {"boxes", "scores", "classes"[, "landmarks"]} with a batch axis."""
-  if hasattr(task, "detect"):  # YOLO
+  if hasattr(task, "detect"):  # YOLO, Faster R-CNN
     return task.detect(outputs)
   p = localization.split_outputs(outputs, task.num_classes, task.num_landmarks)
   out = {"boxes": p.boxes[:, None], "scores": jax.nn.sigmoid(p.presence_logit)[:, None],
@@ -57,8 +58,9 @@ def predict(task, outputs) -> dict:
 
 def main(argv):
   run = load_run(FLAGS.workdir)
-  if run.config.task not in ("detection", "localization"):
-    raise fail("workdir", "a detection or localization run", f"task {run.config.task!r}")
+  if run.config.task not in ("detection", "two_stage", "localization"):
+    raise fail("workdir", "a detection (YOLO, two-stage) or localization run",
+               f"task {run.config.task!r}")
   cfg = run.config.dataset
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
   graphdef, state = nnx.split(run.model)

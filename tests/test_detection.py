@@ -153,9 +153,10 @@ def test_pad_objects_orders_coordinates_and_refuses_overflow():
 
 
 @pytest.mark.parametrize("config_name, headline", [("yolo_shapes", "eval/voc_mAP50"),
+                                                   ("faster_rcnn_shapes", "eval/voc_mAP50"),
                                                    ("localize_shapes", "eval/iou50_accuracy")])
 def test_detection_configs_train_and_draw(config_name, headline, tmp_path):
-  """Both tasks through the one launcher (:test presets), then `experiments.detect` on the
+  """The detection tasks through the one launcher (:test presets), then `experiments.detect` on the
   workdir: boxes printed and drawn."""
   import os
   import subprocess

@@ -1,6 +1,6 @@
 """Pure jax.numpy/lax ops; NHWC activations, HWIO kernels; `impl="xla"|"scratch"`."""
 
-from cnn_lab.ops import boxes
+from cnn_lab.ops import boxes, roi
 from cnn_lab.ops.conv import (IMPLS, conv, conv_transpose, depthwise_conv,
                               separable_conv, transpose_output_size)
 from cnn_lab.ops.filters import FILTERS, detect_edges, edge_filter
@@ -10,7 +10,7 @@ from cnn_lab.ops.pool import (adaptive_avg_pool, avg_pool, global_avg_pool, glob
                               max_pool)
 
 __all__ = [
-    "boxes",
+    "boxes", "roi",
     "IMPLS", "conv", "conv_transpose", "depthwise_conv", "separable_conv",
     "transpose_output_size", "FILTERS", "detect_edges", "edge_filter", "local_response_norm",
     "output_size", "resolve_padding", "zero_pad", "adaptive_avg_pool", "avg_pool", "global_avg_pool",

@@ -36,7 +36,8 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
       # statistics under jax.grad (flax >= 0.11.2 reuses the outer ones otherwise).
       model = nnx.merge(graphdef, params, batch_stats, copy=True)
       outputs = float32_outputs(model(batch["image"], train=True,
-                                      rngs=nnx.Rngs(dropout=k_dropout)))
+                                      rngs=nnx.Rngs(dropout=k_dropout),
+                                      **task.train_inputs(batch)))
       loss, metrics = task.loss(outputs, batch)
       return loss, (metrics, nnx.state(model, nnx.BatchStat))
 

@@ -3,8 +3,10 @@
 The launcher picks one by `config.task`; steps and loop are shared by all tasks. A
 task says which record fields it reads (`keys`, after `encode` has made them fixed
 in shape), may fit itself to the training data (`setup`, e.g. YOLO's anchors), adds
-constructor arguments to the model (`model_kwargs`), and evaluates a whole split
-(`evaluate` yields `(name, value)`; `eval_batch` is what the jitted eval step returns).
+constructor arguments to the model (`model_kwargs`) and, in training, call arguments
+(`train_inputs`, e.g. the objects a two-stage detector samples its RoIs against), and
+evaluates a whole split (`evaluate` yields `(name, value)`; `eval_batch` is what the
+jitted eval step returns).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from cnn_lab.data.augment import random_affine, random_flips
 from cnn_lab.data.pipeline import PadObjects, SegmentationTarget
-from cnn_lab.detection import localization, yolo
+from cnn_lab.detection import localization, rcnn, yolo
 from cnn_lab.eval import evaluate_classification, evaluate_detections
 from cnn_lab.eval.classification import sum_batches
 from cnn_lab.eval.segmentation import confusion_matrix, segmentation_metrics
@@ -45,6 +47,10 @@ class _Task:
     return self
 
   def model_kwargs(self) -> dict:
+    return {}
+
+  def train_inputs(self, batch: dict) -> dict:
+    del batch
     return {}
 
   def augment(self, batch: dict, rng) -> dict:
@@ -147,38 +153,14 @@ class Localization(_Task):
     yield "eval/count", float(totals["count"])
 
 
-@dataclasses.dataclass(frozen=True)
-class Detection(_Task):
-  """YOLOv2 on a grid: batches hold `boxes [N, M, 4]` and `classes [N, M]` (-1 pads)."""
-  num_classes: int = 8
-  max_objects: int = 4
-  num_anchors: int = 5
-  anchors: tuple = ()  # ((w, h), ...) as image fractions; () = k-means on the training boxes
-  anchor_iou: float = 0.0  # mean IoU of training boxes with their best anchor (k-means)
-  weights: yolo.YoloLossWeights = yolo.YoloLossWeights()
-  postprocess: yolo.PostProcess = yolo.PostProcess()
-  horizontal_flip: bool = True
-  vertical_flip: bool = True
+class _Detector(_Task):
+  """What YOLO and Faster R-CNN share: padded objects, flips that move the boxes, and
+  evaluation of `detect`'s fixed-size detections with the VOC and COCO mAP."""
   keys = ("image", "boxes", "classes")
   headline = "voc_mAP50"
 
   def encode(self):
     return PadObjects(self.max_objects)
-
-  def setup(self, train_source) -> "Detection":
-    """Fills `anchors` with YOLOv2's dimension clusters of the training boxes."""
-    if self.anchors:
-      if len(self.anchors) != self.num_anchors:
-        raise fail("detection.anchors", f"{self.num_anchors} (w, h) pairs", self.anchors)
-      return self
-    boxes = np.concatenate([train_source[i]["boxes"][train_source[i]["classes"] >= 0]
-                            for i in range(len(train_source))])
-    anchors, mean_iou = yolo.kmeans_anchors(boxes[:, 2:] - boxes[:, :2], self.num_anchors)
-    return dataclasses.replace(self, anchors=tuple(map(tuple, anchors.tolist())),
-                               anchor_iou=mean_iou)
-
-  def model_kwargs(self) -> dict:
-    return {"num_anchors": self.num_anchors}
 
   def augment(self, batch: dict, rng) -> dict:
     if not (self.horizontal_flip or self.vertical_flip):
@@ -187,18 +169,6 @@ class Detection(_Task):
                                    horizontal=self.horizontal_flip,
                                    vertical=self.vertical_flip)
     return {**batch, "image": image, "boxes": boxes}
-
-  def loss(self, outputs, batch: dict):
-    anchors = jnp.asarray(self.anchors, jnp.float32)
-    per_image = jax.vmap(yolo.yolo_loss, in_axes=(0, 0, 0, None, None))
-    losses, terms = per_image(outputs, batch["boxes"], batch["classes"], anchors, self.weights)
-    loss = jnp.mean(losses)
-    return loss, {"loss": loss, **{k: jnp.mean(v) for k, v in terms.items()}}
-
-  def detect(self, outputs) -> dict:
-    """Raw `[N, S, S, B, 5 + K]` -> batched fixed-size detections (see `PostProcess`)."""
-    anchors = jnp.asarray(self.anchors, jnp.float32)
-    return jax.vmap(self.postprocess, in_axes=(0, None))(outputs, anchors)
 
   def eval_batch(self, outputs, batch: dict) -> dict:
     return {"detections": self.detect(outputs), "boxes": batch["boxes"],
@@ -216,6 +186,78 @@ class Detection(_Task):
     for name, value in evaluate_detections(detections, truth, self.num_classes):
       yield f"eval/{name}", value
     yield "eval/count", float(len(truth))
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection(_Detector):
+  """YOLOv2 on a grid: batches hold `boxes [N, M, 4]` and `classes [N, M]` (-1 pads)."""
+  num_classes: int = 8
+  max_objects: int = 4
+  num_anchors: int = 5
+  anchors: tuple = ()  # ((w, h), ...) as image fractions; () = k-means on the training boxes
+  anchor_iou: float = 0.0  # mean IoU of training boxes with their best anchor (k-means)
+  weights: yolo.YoloLossWeights = yolo.YoloLossWeights()
+  postprocess: yolo.PostProcess = yolo.PostProcess()
+  horizontal_flip: bool = True
+  vertical_flip: bool = True
+
+  def setup(self, train_source) -> "Detection":
+    """Fills `anchors` with YOLOv2's dimension clusters of the training boxes."""
+    if self.anchors:
+      if len(self.anchors) != self.num_anchors:
+        raise fail("detection.anchors", f"{self.num_anchors} (w, h) pairs", self.anchors)
+      return self
+    boxes = np.concatenate([train_source[i]["boxes"][train_source[i]["classes"] >= 0]
+                            for i in range(len(train_source))])
+    anchors, mean_iou = yolo.kmeans_anchors(boxes[:, 2:] - boxes[:, :2], self.num_anchors)
+    return dataclasses.replace(self, anchors=tuple(map(tuple, anchors.tolist())),
+                               anchor_iou=mean_iou)
+
+  def model_kwargs(self) -> dict:
+    return {"num_anchors": self.num_anchors}
+
+  def loss(self, outputs, batch: dict):
+    anchors = jnp.asarray(self.anchors, jnp.float32)
+    per_image = jax.vmap(yolo.yolo_loss, in_axes=(0, 0, 0, None, None))
+    losses, terms = per_image(outputs, batch["boxes"], batch["classes"], anchors, self.weights)
+    loss = jnp.mean(losses)
+    return loss, {"loss": loss, **{k: jnp.mean(v) for k, v in terms.items()}}
+
+  def detect(self, outputs) -> dict:
+    """Raw `[N, S, S, B, 5 + K]` -> batched fixed-size detections (see `PostProcess`)."""
+    anchors = jnp.asarray(self.anchors, jnp.float32)
+    return jax.vmap(self.postprocess, in_axes=(0, None))(outputs, anchors)
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoStageDetection(_Detector):
+  """Faster R-CNN (`cnn_lab.models.detection.FasterRCNN`): the model samples anchors and
+  RoIs against the batch's objects (`train_inputs`), the loss adds the RPN's and the
+  second stage's terms, detection is per-class NMS over refined proposals."""
+  num_classes: int = 8
+  max_objects: int = 4
+  rpn: rcnn.RPNSettings = rcnn.RPNSettings()
+  roi: rcnn.RoISettings = rcnn.RoISettings()
+  weights: rcnn.LossWeights = rcnn.LossWeights()
+  postprocess: rcnn.PostProcess = rcnn.PostProcess()
+  horizontal_flip: bool = True
+  vertical_flip: bool = True
+
+  def model_kwargs(self) -> dict:
+    return {"rpn": self.rpn, "roi": self.roi}
+
+  def train_inputs(self, batch: dict) -> dict:
+    return {"targets": (batch["boxes"], batch["classes"])}
+
+  def loss(self, outputs, batch: dict):
+    del batch  # the model's outputs carry their sampled targets
+    loss, terms = rcnn.faster_rcnn_loss(outputs, self.weights)
+    return loss, {"loss": loss, **terms}
+
+  def detect(self, outputs) -> dict:
+    """Inference outputs -> batched fixed-size detections (see `rcnn.PostProcess`)."""
+    return jax.vmap(self.postprocess)(outputs["proposals"], outputs["proposal_valid"],
+                                      outputs["class_logits"], outputs["box_deltas"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +318,8 @@ class Segmentation(_Task):
 
 
 TASKS = {"classification": Classification, "localization": Localization,
-         "detection": Detection, "segmentation": Segmentation}
+         "detection": Detection, "two_stage": TwoStageDetection,
+         "segmentation": Segmentation}
 
 
 def make_task(config: ml_collections.ConfigDict, num_classes: int):
@@ -290,9 +333,20 @@ def make_task(config: ml_collections.ConfigDict, num_classes: int):
     seg = config.segmentation.to_dict()
     return Segmentation(**{**seg, "class_weights": tuple(seg["class_weights"]),
                            "class_names": tuple(seg["class_names"])})
+  if config.task == "two_stage":
+    return _two_stage(config.two_stage.to_dict(), num_classes)
   d = config.detection.to_dict()
   return Detection(
       num_classes=num_classes, max_objects=d["max_objects"], num_anchors=d["num_anchors"],
       anchors=tuple(map(tuple, d["anchors"])), weights=yolo.YoloLossWeights(**d["loss"]),
       postprocess=yolo.PostProcess(**d["postprocess"]),
+      horizontal_flip=d["horizontal_flip"], vertical_flip=d["vertical_flip"])
+
+
+def _two_stage(d: dict, num_classes: int) -> TwoStageDetection:
+  roi = rcnn.RoISettings(**{**d["roi"], "box_weights": tuple(d["roi"]["box_weights"])})
+  return TwoStageDetection(
+      num_classes=num_classes, max_objects=d["max_objects"], rpn=rcnn.RPNSettings(**d["rpn"]),
+      roi=roi, weights=rcnn.LossWeights(**d["loss"]),
+      postprocess=rcnn.PostProcess(**d["postprocess"], box_weights=roi.box_weights),
       horizontal_flip=d["horizontal_flip"], vertical_flip=d["vertical_flip"])

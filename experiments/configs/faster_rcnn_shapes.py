@@ -1,0 +1,53 @@
+"""Faster R-CNN (region proposal network + RoIAlign head) on multi-object `shapes`.
+
+Command:
+  python -m experiments.train --config=experiments/configs/faster_rcnn_shapes.py --workdir=/tmp/frcnn
+
+Trains `faster_rcnn` (stride-4 backbone, 9 anchors per cell on a 16x16 map, RoIAlign
+7x7, two 256-unit layers) on the embedded `shapes/multi_64` (the split YOLO trains on:
+1-4 objects of 8 classes per 64x64 scene; 4,000 train, 500 test) and evaluates the same
+VOC mAP@0.5 and COCO mAP@[.5:.95] (`eval/voc_mAP50`, `eval/coco_mAP`).
+Measured (seed 0, default config, 2 CPU cores): see docs/detection.md.
+Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md);
+:small (`faster_rcnn_small`, a wider backbone); :roi_pool (Fast R-CNN's RoI max pooling
+instead of RoIAlign); :voc (catalog `voc/2007` at 224x224, 20 classes).
+"""
+
+import ml_collections
+
+from experiments.configs.shapes_base import apply_presets, shapes_config
+
+
+def _small(c):
+  c.model.name = "faster_rcnn_small"
+
+
+def _roi_pool(c):
+  c.model.pool = "max"
+
+
+def _voc(c):
+  c.dataset.name, c.dataset.image_size, c.dataset.cache = "voc/2007", 224, False
+  c.two_stage.max_objects = 64  # VOC 2007 has up to 42 objects in an image
+  c.model.anchor_sizes = (0.08, 0.16, 0.32, 0.64)
+
+
+def get_config(arg=None):
+  c = shapes_config("faster_rcnn", 64, batch_size=16, epochs=20.0, learning_rate=1e-3,
+                    test_size=64, pool="align", pool_size=7,
+                    anchor_sizes=(0.2, 0.3, 0.45), aspect_ratios=(0.5, 1.0, 2.0))
+  c.task = "two_stage"
+  c.dataset.name = "shapes/multi_64"
+  del c.augment, c.loss  # classification's
+  c.two_stage = ml_collections.ConfigDict(dict(
+      max_objects=4, horizontal_flip=True, vertical_flip=True,
+      rpn=dict(fg_iou=0.7, bg_iou=0.3, batch_per_image=256, positive_fraction=0.5,
+               pre_nms_train=600, post_nms_train=128, pre_nms_test=300, post_nms_test=64,
+               nms_iou=0.7, min_size=0.01),
+      roi=dict(batch_per_image=32, positive_fraction=0.25, fg_iou=0.5, bg_iou_low=0.0,
+               box_weights=(10.0, 10.0, 5.0, 5.0), add_ground_truth=True),
+      loss=dict(rpn_objectness=1.0, rpn_box=1.0, classifier=1.0, box=1.0, beta=1.0 / 9),
+      postprocess=dict(score_threshold=0.01, iou_threshold=0.5, max_detections=50)))
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 1000
+  return apply_presets(c, arg, {"small": _small, "roi_pool": _roi_pool, "voc": _voc})
