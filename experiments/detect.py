@@ -15,7 +15,6 @@ import os
 import jax
 import numpy as np
 from absl import flags, logging
-from flax import nnx
 
 from cnn_lab.benchmarks.timing import inference_report
 from cnn_lab.data import datasets
@@ -23,8 +22,7 @@ from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import PadObjects, Preprocess
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import launch
-from cnn_lab.train.restore import eval_images, load_run
-from cnn_lab.detection import localization
+from cnn_lab.train.restore import detector, eval_images, load_run
 from cnn_lab.viz import draw_boxes, draw_points, grid
 
 flags.DEFINE_string("workdir", None, "A detection run's workdir (experiments.train).")
@@ -44,18 +42,6 @@ def class_names(dataset: str) -> tuple:
   return ()
 
 
-def predict(task, outputs) -> dict:
-  """Model outputs -> {"boxes", "scores", "classes"[, "landmarks"]} with a batch axis."""
-  if hasattr(task, "detect"):  # YOLO, Faster R-CNN
-    return task.detect(outputs)
-  p = localization.split_outputs(outputs, task.num_classes, task.num_landmarks)
-  out = {"boxes": p.boxes[:, None], "scores": jax.nn.sigmoid(p.presence_logit)[:, None],
-         "classes": jax.numpy.argmax(p.class_logits, -1)[:, None]}
-  if p.landmarks is not None:
-    out["landmarks"] = p.landmarks
-  return out
-
-
 def main(argv):
   run = load_run(FLAGS.workdir)
   if run.config.task not in ("detection", "two_stage", "localization"):
@@ -63,8 +49,7 @@ def main(argv):
                f"task {run.config.task!r}")
   cfg = run.config.dataset
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
-  graphdef, state = nnx.split(run.model)
-  detect = jax.jit(lambda state, x: predict(run.task, nnx.merge(graphdef, state)(x)))
+  detect, state = detector(run)
   landmarks = getattr(run.task, "num_landmarks", 0)
   names = class_names(cfg.name)
   out_dir = FLAGS.out or os.path.join(FLAGS.workdir, "detections")

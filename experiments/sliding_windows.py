@@ -19,8 +19,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from absl import flags, logging
+from absl import flags
 from flax import nnx
 
 from cnn_lab.benchmarks.report import format_table
@@ -30,9 +29,7 @@ from cnn_lab.data.pipeline import Preprocess
 from cnn_lab.data.shapes import CLASSES
 from cnn_lab.models import create_model
 from cnn_lab.train import launch
-from cnn_lab.train.state import create_train_state
-from cnn_lab.train.steps import make_train_step
-from cnn_lab.train.tasks import Classification
+from cnn_lab.train.arrays import fit_classifier
 from cnn_lab.viz import draw_points, grid
 from cnn_lab.viz.detections import PALETTE, to_uint8
 
@@ -79,18 +76,8 @@ def window_data(split: str):
 def train(steps: int):
   images, labels = window_data("train")
   model = create_model("sliding_window_net", rngs=nnx.Rngs(0), num_classes=len(CLASSES) + 1)
-  schedule = optax.cosine_decay_schedule(2e-3, steps)
-  tx = optax.adam(schedule)
-  graphdef, state = create_train_state(model, tx, jax.random.key(0))
-  step = jax.jit(make_train_step(graphdef, tx, Classification()), donate_argnums=0)
-  rng = np.random.default_rng(0)
-  for i in range(steps):
-    idx = rng.integers(0, len(labels), 64)
-    state, metrics = step(state, {"image": images[idx], "label": labels[idx]})
-    if (i + 1) % 500 == 0:
-      logging.info("step %d  loss %.4f", i + 1, float(metrics["loss"]))
+  model = fit_classifier(model, images, labels, steps=steps)
   test_images, test_labels = window_data("test")
-  model = nnx.merge(graphdef, state.params, state.batch_stats)
   accuracy = float(np.mean(np.argmax(model(test_images), -1) == test_labels))
   return model, accuracy
 

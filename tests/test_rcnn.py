@@ -171,3 +171,59 @@ def test_bad_input_names_the_argument():
     create_model("faster_rcnn", rngs=nnx.Rngs(0), num_classes=3, pool="avg")
   with pytest.raises(ValueError, match="input_size: expected a multiple of 4"):
     create_model("faster_rcnn", rngs=nnx.Rngs(0), num_classes=3, input_size=66)
+
+
+def _two_rectangles():
+  image = np.full((48, 64, 3), 40, np.uint8)
+  image[5:20, 8:30] = (220, 30, 30)  # red: x 8..30, y 5..20
+  image[25:45, 36:60] = (30, 200, 60)  # green: x 36..60, y 25..45
+  boxes = np.array([[8, 5, 30, 20], [36, 25, 60, 45]], np.float32) / [64, 48, 64, 48]
+  return image, boxes.astype(np.float32)
+
+
+def test_selective_search_proposes_each_object_and_the_hierarchy():
+  from cnn_lab.detection.selective_search import selective_search
+  image, objects = _two_rectangles()
+  proposals = selective_search(image)
+  assert proposals.dtype == np.float32 and proposals.shape[1] == 4
+  assert np.all(proposals[:, 2:] > proposals[:, :2])
+  assert len(np.unique(proposals, axis=0)) == len(proposals)
+  best = np.asarray(box_ops.iou(jnp.asarray(objects), jnp.asarray(proposals))).max(1)
+  np.testing.assert_allclose(best, 1.0)  # each rectangle is a region of its own
+  assert np.any(np.all(np.isclose(proposals, [0, 0, 1, 1]), 1))  # the last merge: all
+  with pytest.raises(ValueError, match=r"image: expected an RGB image \[H, W, 3\]"):
+    selective_search(image[..., 0])
+
+
+def test_rcnn_warp_labels_and_detect():
+  from cnn_lab.detection import region_cnn
+  image, objects = _two_rectangles()
+  x = jnp.asarray(image, jnp.float32) / 255.0
+  crops = region_cnn.warp(x, objects, 8)
+  assert crops.shape == (2, 8, 8, 3)
+  # all red inside (the outermost samples sit within half a pixel of the border, where
+  # bilinear interpolation takes a little of the background)
+  np.testing.assert_allclose(crops[0, 1:-1, 1:-1], np.broadcast_to(
+      [220 / 255, 30 / 255, 30 / 255], (6, 6, 3)), atol=1e-5)
+  np.testing.assert_allclose(crops[0], crops[0, 4:5, 4:5] + 0 * crops[0], atol=0.02)
+  wide = region_cnn.warp(x, objects, 8, context=0.5)  # context: the dark border shows
+  assert float(wide[0, 0, 0, 0]) < 0.5 and float(wide[0, 4, 4, 0]) > 0.8
+
+  gt = np.concatenate([objects, np.zeros((1, 4), np.float32)])
+  classes = np.array([3, 6, -1])
+  proposals, valid = region_cnn.pad_proposals(
+      np.array([objects[0], objects[1] * 0.99, [0.5, 0.0, 0.9, 0.2],
+                objects[0] + [0.1375, 0.0, 0.1375, 0.0]]), 6)  # IoU 0.43 with the first
+  labels = region_cnn.label_proposals(proposals, valid, gt, classes)
+  np.testing.assert_array_equal(labels, [4, 7, 0, -1, -1, -1])  # 4th: IoU 0.3..0.5 unused
+  np.testing.assert_allclose(region_cnn.coverage(proposals, gt, classes), [1.0, 0.928],
+                             atol=1e-3)  # the second: its 0.99-scaled box
+
+  def classify(crops):  # red crops are class 3, others background
+    red = crops[..., 0].mean((1, 2)) > 0.6
+    return jnp.where(red[:, None], 10.0 * jax.nn.one_hot(4, 9), 10.0 * jax.nn.one_hot(0, 9))
+
+  out = region_cnn.detect(classify, x, jnp.asarray(proposals), jnp.asarray(valid), size=8,
+                          context=0.0, postprocess=rcnn.PostProcess(max_detections=4))
+  assert int(out["count"]) == 1 and int(out["classes"][0]) == 3
+  np.testing.assert_allclose(out["boxes"][0], objects[0], atol=1e-6)

@@ -41,6 +41,26 @@ def eval_images(run: TrainedRun, count: int):
                    for i in range(count)])
 
 
+def predict(task, outputs) -> dict:
+  """A detection or localization run's model outputs -> {"boxes", "scores", "classes"
+  [, "landmarks"]} with a batch axis (detectors: `task.detect`, fixed-size, padded)."""
+  if hasattr(task, "detect"):  # YOLO, Faster R-CNN
+    return task.detect(outputs)
+  from cnn_lab.detection import localization
+  p = localization.split_outputs(outputs, task.num_classes, task.num_landmarks)
+  out = {"boxes": p.boxes[:, None], "scores": jax.nn.sigmoid(p.presence_logit)[:, None],
+         "classes": jax.numpy.argmax(p.class_logits, -1)[:, None]}
+  if p.landmarks is not None:
+    out["landmarks"] = p.landmarks
+  return out
+
+
+def detector(run: TrainedRun):
+  """-> (jitted `detect(state, images [N, S, S, C])` -> `predict`'s dict, state)."""
+  graphdef, state = nnx.split(run.model)
+  return jax.jit(lambda state, x: predict(run.task, nnx.merge(graphdef, state)(x))), state
+
+
 def load_run(workdir: str) -> TrainedRun:
   """Rebuilds config, task (with what it fitted, e.g. anchors) and model; restores the
   latest readable checkpoint of `workdir`."""
