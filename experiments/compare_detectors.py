@@ -107,7 +107,8 @@ def _draw(runs, detectors, path: str, count: int = 6):
                               truth=(record["boxes"][found], record["classes"][found])))
   # one column per detector: tile i of detector d at row i, column d
   order = [tiles[d * count + i] for i in range(count) for d in range(len(runs))]
-  grid(order, columns=len(runs)).save(path)
+  titles = [f"{name}: {run.config.model.name}" for name, run in runs.items()]
+  grid(order, columns=len(runs), titles=titles).save(path)
 
 
 if __name__ == "__main__":

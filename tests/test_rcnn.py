@@ -109,6 +109,13 @@ def test_roi_sampling_marks_foreground_by_iou_and_adds_the_objects():
       rcnn.decode_deltas(deltas, rois, settings.box_weights)[fg],
       np.asarray(GT)[np.argmax(iou, 1)][fg], atol=1e-5)
   assert jnp.all(jnp.isfinite(deltas))
+  # a scene without objects, and an "object" of zero size (treated as padding): all
+  # sampled RoIs are background, targets finite
+  for classes in (jnp.full((3,), -1), jnp.array([-1, -1, 4])):
+    _, labels, deltas = rcnn.sample_rois(proposals, valid, GT, classes, jax.random.key(0),
+                                         settings)
+    assert int(jnp.sum(labels > 0)) == 0 and int(jnp.sum(labels == 0)) == 3
+    assert jnp.all(jnp.isfinite(deltas))
 
 
 def _training_outputs(seed=0):

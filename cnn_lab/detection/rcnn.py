@@ -198,6 +198,7 @@ def sample_rois(proposals, valid, gt_boxes, gt_classes, key, settings: RoISettin
     candidates = jnp.concatenate([candidates, jnp.zeros((short, 4), candidates.dtype)])
     usable = jnp.concatenate([usable, jnp.zeros((short,), bool)])
   best_iou, index = match(candidates, gt_boxes, gt_valid)
+  best_iou = jnp.maximum(best_iou, 0.0)  # no objects (-1): every candidate background
   fg = usable & (best_iou >= settings.fg_iou)
   bg = usable & (best_iou < settings.fg_iou) & (best_iou >= settings.bg_iou_low)
   pos, neg = sample_balanced(fg, bg, settings.batch_per_image, settings.positive_fraction,

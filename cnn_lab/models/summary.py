@@ -35,6 +35,7 @@ class Row:
 # the course's transfer-learning MobileNetV2 at 160x160, here with 2 classes).
 TASK_DEFAULTS = {"localizer": ((64, 64, 3), 8), "sliding_window_net": ((14, 14, 3), 4),
                  "yolo_tiny": ((64, 64, 3), 8), "yolo_small": ((64, 64, 3), 8),
+                 "faster_rcnn": ((64, 64, 3), 8), "faster_rcnn_small": ((64, 64, 3), 8),
                  "unet": ((96, 128, 3), 23), "unet_original": ((572, 572, 1), 2),
                  "mobilenet_v2_transfer": ((160, 160, 3), 2)}
 

@@ -59,12 +59,19 @@ def draw_points(img: Image.Image, points, colour=(255, 255, 0), radius: int = 3)
   return img
 
 
-def grid(images: list[Image.Image], columns: int = 4, pad: int = 4) -> Image.Image:
-  """Tiles PIL images of one size into rows of `columns`, on white."""
+def grid(images: list[Image.Image], columns: int = 4, pad: int = 4,
+         titles: tuple = ()) -> Image.Image:
+  """Tiles PIL images of one size into rows of `columns`, on white; `titles`: one
+  caption per column, above it."""
   columns = max(1, min(columns, len(images)))
   rows = -(-len(images) // columns)
   w, h = images[0].size
-  out = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + pad) + pad), (255, 255, 255))
+  top = 16 if titles else 0
+  out = Image.new("RGB", (columns * (w + pad) + pad, top + rows * (h + pad) + pad),
+                  (255, 255, 255))
+  draw = ImageDraw.Draw(out)
+  for c, title in enumerate(titles):
+    draw.text((pad + c * (w + pad), 3), str(title), fill=(0, 0, 0))
   for i, im in enumerate(images):
-    out.paste(im, (pad + (i % columns) * (w + pad), pad + (i // columns) * (h + pad)))
+    out.paste(im, (pad + (i % columns) * (w + pad), top + pad + (i // columns) * (h + pad)))
   return out
