@@ -2,14 +2,15 @@ r"""One-stage (YOLO) against two-stage (Faster R-CNN) detection on the same spli
 
   python -m experiments.compare_detectors [--workdir=/tmp/detectors] [--out=docs/figures/detectors]
 
-Trains each detector's default config (`yolo_shapes.py`, `faster_rcnn_shapes.py`, both
-on `shapes/multi_64`, seed 0) through the launcher in a fresh process, one after the
-other, and records the wall time a user waits (imports, data build, compilation,
-training, periodic evaluation). Then, in this process, times inference (the jitted
-model, decoding and NMS on a batch of test images, the detectors taking turns in each
-round), prints the table, writes `results.json` and `detections.png` (the same test
-scenes, YOLO on the left, Faster R-CNN on the right). A workdir whose run finished is
-reused with its recorded time; delete it to measure again.
+Trains each detector's default config (`yolo_shapes.py`, `faster_rcnn_shapes.py` with
+RoIAlign and with `:roi_pool`, all on `shapes/multi_64`, seed 0) through the launcher
+in a fresh process, one after the other, and records the wall time a user waits
+(imports, data build, compilation, training, periodic evaluation). Then, in this
+process, times inference (the jitted model, decoding and NMS on a batch of test
+images, the detectors taking turns in each round), prints the table, writes
+`results.json` and `detections.png` (the same test scenes, one column per detector).
+A workdir whose run finished is reused with its recorded time; delete it to measure
+again.
 """
 
 import json
@@ -33,7 +34,9 @@ from cnn_lab.viz import draw_boxes, grid
 
 flags.DEFINE_string("workdir", "/tmp/detectors", "Where each detector's run goes.")
 flags.DEFINE_string("out", "docs/figures/detectors", "Where the table and figures go.")
-flags.DEFINE_list("detectors", ["yolo_shapes", "faster_rcnn_shapes"], "Configs to compare.")
+flags.DEFINE_list("detectors", ["yolo_shapes", "faster_rcnn_shapes",
+                                "faster_rcnn_shapes:roi_pool"],
+                  "Configs to compare, each maybe with presets after a colon.")
 flags.DEFINE_string("preset", "", "Config preset for every detector (e.g. test).")
 flags.DEFINE_integer("time_batch", 64, "Test images per timed inference call.")
 flags.DEFINE_integer("rounds", 3, "Timing rounds (each detector timed once per round).")
@@ -42,14 +45,17 @@ FLAGS = flags.FLAGS
 
 
 def trained(name: str) -> dict:
-  """Trains `name` in its own workdir unless done before; -> eval metrics and wall_s."""
-  workdir = os.path.join(FLAGS.workdir, name)
+  """Trains `name` (a config, maybe with presets: `faster_rcnn_shapes:roi_pool`) in its
+  own workdir unless done before; -> eval metrics and wall_s."""
+  workdir = os.path.join(FLAGS.workdir, name.replace(":", "-"))
   record = os.path.join(workdir, "compare.json")
   if os.path.exists(record):
     with open(record) as f:
       return json.load(f)
-  config = os.path.join("experiments", "configs", f"{name}.py")
-  result = run_seed(config + (f":{FLAGS.preset}" if FLAGS.preset else ""), workdir, 0, [])
+  config, _, presets = name.partition(":")
+  presets = ",".join(p for p in (presets, FLAGS.preset) if p)
+  path = os.path.join("experiments", "configs", f"{config}.py")
+  result = run_seed(path + (f":{presets}" if presets else ""), workdir, 0, [])
   with open(record, "w") as f:
     json.dump(result, f)
   return result
@@ -58,7 +64,8 @@ def trained(name: str) -> dict:
 def main(argv):
   del argv
   results = {name: trained(name) for name in FLAGS.detectors}
-  runs = {name: load_run(os.path.join(FLAGS.workdir, name)) for name in FLAGS.detectors}
+  runs = {name: load_run(os.path.join(FLAGS.workdir, name.replace(":", "-")))
+          for name in FLAGS.detectors}
   detectors = {name: detector(run) for name, run in runs.items()}
   images = {name: eval_images(run, FLAGS.time_batch) for name, run in runs.items()}
   times = {name: [] for name in runs}
@@ -68,8 +75,10 @@ def main(argv):
   rows = []
   for name, run in runs.items():
     r, seconds = results[name], statistics.median(times[name])
-    rows.append({"detector": name, "model": run.config.model.name,
-                 "params": sum(x.size for x in jax.tree.leaves(nnx.state(run.model, nnx.Param))), "voc_mAP50": r["eval/voc_mAP50"],
+    pool = {"align": " (RoIAlign)", "max": " (RoI max pool)"}.get(run.config.model.get("pool"), "")
+    rows.append({"detector": name, "model": run.config.model.name + pool,
+                 "params": sum(x.size for x in jax.tree.leaves(nnx.state(run.model, nnx.Param))),
+                 "voc_mAP50": r["eval/voc_mAP50"],
                  "coco_mAP": r["eval/coco_mAP"], "coco_AP75": r["eval/coco_AP75"],
                  "steps": run.step, "train_wall_s": r["wall_s"],
                  "images_per_s": FLAGS.time_batch / seconds})

@@ -218,13 +218,14 @@ def test_compare_detectors_trains_both_and_two_stage_draws(tmp_path):
   from tests.helpers import ROOT
   out = subprocess.run([sys.executable, "-m", "experiments.compare_detectors",
                         f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}",
-                        "--preset=test", "--time_batch=4", "--rounds=1"], cwd=ROOT,
+                        "--detectors=yolo_shapes,faster_rcnn_shapes", "--preset=test",
+                        "--time_batch=4", "--rounds=1"], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "yolo_shapes" in out.stdout and "faster_rcnn_shapes" in out.stdout
   with open(tmp_path / "out" / "results.json") as f:
     rows = json.load(f)["rows"]
-  assert [r["model"] for r in rows] == ["yolo_tiny", "faster_rcnn"]
+  assert [r["model"] for r in rows] == ["yolo_tiny", "faster_rcnn (RoIAlign)"]
   assert all(r["steps"] == 3 and r["images_per_s"] > 0 and 0 <= r["coco_mAP"] <= 1
              for r in rows)
   assert os.path.exists(tmp_path / "out" / "detections.png")
