@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
+from cnn_lab.data import faces as _faces
 from cnn_lab.data import shapes as _shapes
 from cnn_lab.ops._checks import fail
 
@@ -45,6 +46,10 @@ SPECS = {
                                 eval_split="train[80%:]"),
     **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
        for c in _shapes.Shapes.BUILDER_CONFIGS},
+    # identities, disjoint across splits: num_classes counts the training identities
+    **{f"faces/{c.name}": DatasetSpec(len(_faces.split_identities("train")),
+                                      (c.size, c.size, 3), embedded=True)
+       for c in _faces.Faces.BUILDER_CONFIGS},
 }
 
 

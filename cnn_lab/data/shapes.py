@@ -78,7 +78,7 @@ def _landmarks(outline: np.ndarray, cy: float, cx: float) -> np.ndarray:
                    outline[np.argmax(ys)], outline[np.argmin(xs)]])
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
   """A muted texture: a colour gradient, plus stripes or a checkerboard, plus noise."""
   yy, xx = np.mgrid[0:size, 0:size] / size
   c0, c1 = rng.uniform(40, 140, 3), rng.uniform(40, 140, 3)
@@ -97,7 +97,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 def render(rng: np.random.Generator, size: int, max_objects: int,
            empty_fraction: float = 0.0) -> dict:
   """One scene and its annotations (see the module docstring)."""
-  image = Image.fromarray(_background(rng, size).astype(np.uint8))
+  image = Image.fromarray(background(rng, size).astype(np.uint8))
   mask = Image.new("L", (size, size), 0)
   draw, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
   count = 1 if max_objects == 1 else int(rng.integers(1, max_objects + 1))

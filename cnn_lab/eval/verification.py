@@ -1,0 +1,101 @@
+"""Face verification and one-shot identification metrics (host-side numpy).
+
+Verification: a pair is "same" when the distance of its embeddings is at most a
+threshold, chosen on validation pairs (`best_threshold`) and then applied to test
+pairs. ROC over all thresholds: true-accept rate (same pairs accepted) against
+false-accept rate (different pairs accepted); the equal error rate is where the false
+accepts equal the false rejects; TAR at a FAR of 0.1% is the usual operating point.
+Identification: a gallery of one embedding per identity (one-shot); a query takes the
+nearest identity, or none ("not in the database") when even that is farther than the
+threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from cnn_lab.ops._checks import fail
+
+
+def _check_pairs(distances, same):
+  distances, same = np.asarray(distances, np.float64), np.asarray(same, bool)
+  if distances.ndim != 1 or distances.shape != same.shape:
+    raise fail("distances, same", "two [P] arrays of one length",
+               f"shapes {distances.shape} and {same.shape}")
+  if not same.any() or same.all():
+    raise fail("same", "both same-identity and different-identity pairs",
+               f"{int(same.sum())} same of {len(same)}")
+  return distances, same
+
+
+def roc(distances, same):
+  """-> (far, tar, thresholds): accepting pairs with distance <= threshold, for every
+  distinct threshold, ascending (the first accepts nothing)."""
+  distances, same = _check_pairs(distances, same)
+  order = np.argsort(distances, kind="stable")
+  d, s = distances[order], same[order]
+  last = np.r_[np.flatnonzero(np.diff(d)), len(d) - 1]  # the end of each run of ties
+  tar = np.r_[0.0, np.cumsum(s)[last] / s.sum()]
+  far = np.r_[0.0, np.cumsum(~s)[last] / (~s).sum()]
+  return far, tar, np.r_[-np.inf, d[last]]
+
+
+def best_threshold(distances, same) -> float:
+  """The distance threshold with the highest accuracy on these (validation) pairs."""
+  distances, same = _check_pairs(distances, same)
+  far, tar, thresholds = roc(distances, same)
+  accuracy = (tar * same.sum() + (1 - far) * (~same).sum()) / len(same)
+  i = int(np.argmax(accuracy))
+  # midway to the next distance, so that a test pair at the same distance is not a coin toss
+  upper = thresholds[i + 1] if i + 1 < len(thresholds) else thresholds[i]
+  return float(thresholds[i] + (upper - thresholds[i]) / 2) if i > 0 else float(
+      np.min(distances) / 2)
+
+
+def verification_metrics(distances, same, threshold: float,
+                         far_target: float = 1e-3) -> Iterator[tuple[str, float]]:
+  """Yields accuracy at `threshold`, ROC AUC, the equal error rate and the TAR at a
+  false-accept rate of `far_target` (the highest TAR whose FAR does not exceed it)."""
+  distances, same = _check_pairs(distances, same)
+  accept = distances <= threshold
+  yield "accuracy", float(np.mean(accept == same))
+  far, tar, _ = roc(distances, same)
+  yield "roc_auc", float(np.trapezoid(tar, far))
+  frr = 1 - tar
+  i = int(np.argmin(np.abs(far - frr)))
+  yield "eer", float((far[i] + frr[i]) / 2)
+  yield f"tar_at_far_{far_target:g}", float(np.max(tar[far <= far_target]))
+
+
+def all_pairs(labels, max_negatives: int | None = None, seed: int = 0):
+  """Every same-identity pair of `labels [N]`, and as many different-identity pairs
+  drawn at random (or `max_negatives`): -> (i [P], j [P], same [P])."""
+  labels = np.asarray(labels)
+  i, j = np.triu_indices(len(labels), 1)
+  same = labels[i] == labels[j]
+  rng = np.random.default_rng(seed)
+  negatives = np.flatnonzero(~same)
+  count = min(len(negatives), max_negatives or int(same.sum()))
+  keep = np.sort(np.r_[np.flatnonzero(same), rng.choice(negatives, count, replace=False)])
+  return i[keep], j[keep], same[keep]
+
+
+def identify(queries, gallery, gallery_labels, threshold: float):
+  """One-shot identification: queries `[Q, D]` against a gallery `[G, D]` of identities
+  `gallery_labels [G]` -> (labels [Q], -1 where the nearest is farther than
+  `threshold`, and the distances to the nearest [Q])."""
+  queries, gallery = np.asarray(queries, np.float64), np.asarray(gallery, np.float64)
+  if gallery.ndim != 2 or len(gallery) == 0:
+    raise fail("gallery", "a database of at least one enrolled embedding [G, D]",
+               f"shape {gallery.shape}")
+  if queries.ndim != 2 or queries.shape[1] != gallery.shape[1]:
+    raise fail("queries", f"embeddings [Q, {gallery.shape[1]}] like the gallery's",
+               f"shape {queries.shape}")
+  d = (np.sum(queries ** 2, 1)[:, None] - 2 * queries @ gallery.T +
+       np.sum(gallery ** 2, 1)[None, :])
+  nearest = np.argmin(d, 1)
+  best = np.maximum(d[np.arange(len(d)), nearest], 0.0)
+  labels = np.asarray(gallery_labels)[nearest]
+  return np.where(best <= threshold, labels, -1), best

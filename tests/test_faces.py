@@ -1,0 +1,181 @@
+"""Faces: the embedded identities, the metric-learning losses against loop references,
+and verification / identification metrics against scikit-learn and by hand."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_lab.eval import verification as V
+from cnn_lab.losses import metric as M
+
+
+def _batch(seed=0, p=3, k=3, d=4):
+  rng = np.random.default_rng(seed)
+  emb = rng.normal(size=(p * k, d)).astype(np.float32)
+  emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+  return jnp.asarray(emb), jnp.repeat(jnp.arange(p), k)
+
+
+def _d(a, b):
+  return float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+
+
+def test_triplet_loss_is_the_course_definition_summed():
+  a, _ = _batch(0)
+  p, _ = _batch(1)
+  n, _ = _batch(2)
+  expected = sum(max(_d(a[i], p[i]) - _d(a[i], n[i]) + 0.2, 0.0) for i in range(len(a)))
+  np.testing.assert_allclose(M.triplet_loss(a, p, n), expected, rtol=1e-5)
+  np.testing.assert_allclose(M.triplet_loss(a, a, -a, alpha=0.5), 0.0)  # easy: no loss
+
+
+def _reference_triplets(emb, labels, alpha):
+  """Every (a, p, n) with its loss, straight from the definition."""
+  labels = np.asarray(labels)
+  out = []
+  for a, p, n in itertools.product(range(len(labels)), repeat=3):
+    if a != p and labels[a] == labels[p] and labels[n] != labels[a]:
+      out.append((a, p, n, _d(emb[a], emb[p]), _d(emb[a], emb[n])))
+  return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mining_matches_loop_references(seed):
+  emb, labels = _batch(seed)
+  alpha = 0.5
+  triplets = _reference_triplets(emb, labels, alpha)
+  losses = [max(dap - dan + alpha, 0.0) for *_, dap, dan in triplets]
+  positive = [x for x in losses if x > 1e-12]
+  loss, _ = M.batch_all_triplet_loss(emb, labels, alpha)
+  np.testing.assert_allclose(loss, sum(positive) / max(len(positive), 1), rtol=1e-4)
+
+  hard = []
+  for a in range(len(labels)):
+    dap = max(t[3] for t in triplets if t[0] == a)
+    dan = min(t[4] for t in triplets if t[0] == a)
+    hard.append(max(dap - dan + alpha, 0.0))
+  loss, _ = M.batch_hard_triplet_loss(emb, labels, alpha)
+  np.testing.assert_allclose(loss, np.mean(hard), rtol=1e-4, atol=1e-6)
+
+  semi = []
+  for a, p in {(t[0], t[1]) for t in triplets}:
+    rows = [t for t in triplets if t[0] == a and t[1] == p]
+    dap = rows[0][3]
+    farther = [t[4] for t in rows if t[4] > dap]
+    dan = min(farther) if farther else min(t[4] for t in rows)
+    semi.append(max(dap - dan + alpha, 0.0))
+  loss, terms = M.semi_hard_triplet_loss(emb, labels, alpha)
+  np.testing.assert_allclose(loss, np.mean(semi), rtol=1e-4, atol=1e-6)
+  assert 0 <= float(terms["semi_hard"]) <= 1
+
+
+def test_random_triplets_are_keyed_and_valid():
+  emb, labels = _batch(0, p=3, k=2)
+  a, _ = M.random_triplet_loss(emb, labels, key=jax.random.key(0))
+  b, _ = M.random_triplet_loss(emb, labels, key=jax.random.key(0))
+  c, _ = M.random_triplet_loss(emb, labels, key=jax.random.key(1))
+  assert float(a) == float(b) and float(a) != float(c)  # anchors have 4 negatives each
+  # two identities, each image of one identity at one point: every draw gives the same
+  # triplets, d(a, p) = 0 and d(a, n) = |e0 - e2|^2
+  e0, e2 = jnp.array([1.0, 0.0]), jnp.array([0.8, 0.1])
+  emb, labels = jnp.stack([e0, e0, e2, e2]), jnp.array([0, 0, 1, 1])
+  loss, _ = M.random_triplet_loss(emb, labels, alpha=0.2, key=jax.random.key(2))
+  np.testing.assert_allclose(loss, 0.2 - _d(e0, e2), rtol=1e-5)
+
+
+def test_mining_losses_jit_and_have_gradients():
+  emb, labels = _batch(0)
+  for name, fn in M.MINING.items():
+    kwargs = {"key": jax.random.key(0)} if name == "random" else {}
+    g = jax.jit(jax.grad(lambda e: fn(e, labels, 0.2, **kwargs)[0]))(emb)
+    assert g.shape == emb.shape and bool(jnp.all(jnp.isfinite(g))), name
+
+
+def test_binary_variant():
+  f_i, _ = _batch(0)
+  logits = M.pair_logits(f_i, f_i, jnp.full(4, -5.0), 3.0)
+  np.testing.assert_allclose(logits, 3.0)  # identical embeddings: only the bias
+  same = jnp.array([1, 0, 1])
+  loss, terms = M.binary_pair_loss(jnp.array([20.0, -20.0, 20.0]), same)
+  assert float(loss) < 1e-6 and float(terms["pair_accuracy"]) == 1.0
+
+
+def test_bad_input_names_the_argument():
+  emb, labels = _batch(0)
+  with pytest.raises(ValueError, match=r"^negative: expected the shape of anchor \(9, 4\)"):
+    M.triplet_loss(emb, emb, emb[:, :3])
+  with pytest.raises(ValueError, match=r"^anchor: expected embeddings \[N, D\]"):
+    M.triplet_loss(emb[0], emb[0], emb[0])
+  with pytest.raises(ValueError, match=r"^labels: expected at least 2 identities, each "
+                     r"with at least 2 images.*1 with one image: \[3\]"):
+    M.batch_hard_triplet_loss(emb[:7], jnp.array([0, 0, 1, 1, 2, 2, 3]))
+  with pytest.raises(ValueError, match=r"^weights: expected shape \(4,\)"):
+    M.pair_logits(emb, emb, jnp.ones(3), 0.0)
+
+
+def test_roc_auc_eer_and_tar_against_sklearn_and_by_hand():
+  from sklearn.metrics import roc_auc_score, roc_curve
+  rng = np.random.default_rng(0)
+  same = rng.uniform(size=400) < 0.5
+  distances = np.where(same, rng.normal(0.6, 0.3, 400), rng.normal(1.4, 0.3, 400))
+  distances[:20] = np.round(distances[:20], 1)  # some ties
+  metrics = dict(V.verification_metrics(distances, same, V.best_threshold(distances, same)))
+  np.testing.assert_allclose(metrics["roc_auc"], roc_auc_score(same, -distances), rtol=1e-12)
+  fpr, tpr, _ = roc_curve(same, -distances, drop_intermediate=False)
+  far, tar, _ = V.roc(distances, same)
+  np.testing.assert_allclose(far, fpr, atol=1e-12)
+  np.testing.assert_allclose(tar, tpr, atol=1e-12)
+  accuracies = [np.mean((distances <= t) == same) for t in np.r_[distances, -1.0]]
+  assert metrics["accuracy"] == pytest.approx(max(accuracies))
+  assert 0 < metrics["eer"] < 0.2 and 0 <= metrics["tar_at_far_0.001"] <= 1
+  # separable pairs: perfect
+  perfect = dict(V.verification_metrics([0.1, 0.2, 0.9, 1.0], [1, 1, 0, 0], 0.5))
+  assert perfect == {"accuracy": 1.0, "roc_auc": 1.0, "eer": 0.0, "tar_at_far_0.001": 1.0}
+  with pytest.raises(ValueError, match="same: expected both same-identity and different"):
+    V.best_threshold([0.1, 0.2], [1, 1])
+
+
+def test_identify_one_shot_and_strangers():
+  gallery = np.eye(3)
+  queries = np.array([[0.9, 0.1, 0.0], [0.0, 0.0, 1.0], [0.577, 0.577, 0.577]])
+  labels, dist = V.identify(queries, gallery, [10, 11, 12], threshold=0.3)
+  np.testing.assert_array_equal(labels, [10, 12, -1])  # the third is nobody we know
+  assert dist[1] == pytest.approx(0.0)
+  with pytest.raises(ValueError, match=r"^gallery: expected a database of at least one"):
+    V.identify(queries, np.zeros((0, 3)), [], 0.3)
+  with pytest.raises(ValueError, match=r"^queries: expected embeddings \[Q, 3\]"):
+    V.identify(queries[:, :2], gallery, [10, 11, 12], 0.3)
+
+
+def test_all_pairs_balance():
+  labels = np.repeat(np.arange(5), 3)
+  i, j, same = V.all_pairs(labels)
+  assert same.sum() == 5 * 3 and (~same).sum() == 15 and np.all(i < j)
+  assert np.array_equal(labels[i] == labels[j], same)
+
+
+def test_faces_builder_has_disjoint_identities_and_varied_photographs():
+  from cnn_lab.data import datasets, faces
+  counts = {}
+  for split in ("train", "validation", "test"):
+    source = datasets.load_source("faces/64", split)
+    labels = np.array([source[i]["label"] for i in range(len(source))])
+    counts[split] = set(np.unique(labels).tolist())
+    assert source[0]["image"].shape == (64, 64, 3) and source[0]["image"].dtype == np.uint8
+    per = np.bincount(labels)[np.unique(labels)]
+    assert np.all(per == faces.SPLITS[split][2]) and counts[split] == set(
+        faces.split_identities(split))
+  assert not (counts["train"] & counts["validation"] or counts["train"] & counts["test"] or
+              counts["validation"] & counts["test"])
+  assert len(counts["train"]) + len(counts["validation"]) + len(counts["test"]) >= 500
+  assert datasets.spec("faces/64").num_classes == 500
+  # one identity, two photographs: same parameters, different pose, light, background
+  person = faces.identity(0, 3)
+  a = faces.render(np.random.default_rng(1), person, 64)
+  b = faces.render(np.random.default_rng(2), person, 64)
+  assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
+  np.testing.assert_array_equal(a, faces.render(np.random.default_rng(1), person, 64))
+  assert faces.identity(0, 3) == person and faces.identity(0, 4) != person
