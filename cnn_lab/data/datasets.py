@@ -47,8 +47,10 @@ SPECS = {
     **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
        for c in _shapes.Shapes.BUILDER_CONFIGS},
     # identities, disjoint across splits: num_classes counts the training identities
+    # (evaluation: thresholds on validation identities, metrics on test identities)
     **{f"faces/{c.name}": DatasetSpec(len(_faces.split_identities("train")),
-                                      (c.size, c.size, 3), embedded=True)
+                                      (c.size, c.size, 3), eval_split="validation+test",
+                                      embedded=True)
        for c in _faces.Faces.BUILDER_CONFIGS},
 }
 

@@ -249,6 +249,66 @@ class ShuffledBatches:
     return np.concatenate(parts)
 
 
+def _identities(labels) -> list[np.ndarray]:
+  """The record indices of each identity that has at least two records."""
+  values, inverse = np.unique(np.asarray(labels).reshape(-1), return_inverse=True)
+  members = [np.flatnonzero(inverse == v) for v in range(len(values))]
+  return [m for m in members if len(m) >= 2]
+
+
+class IdentityBatches:
+  """Batch i -> P identities x K images each, for online triplet mining (FaceNet,
+  Hermans et al.): `identities` distinct identities drawn at random, then `images` of
+  each (without replacement where an identity has enough), grouped by identity.
+  Drawn from (seed, i) alone, so the stream is reproducible and resumes anywhere.
+  Identities with a single image never come up: they cannot be an anchor's positive."""
+
+  def __init__(self, labels, identities: int, images: int, seed: int):
+    self.members = _identities(labels)
+    if images < 2:
+      raise fail("images", "at least 2 images per identity (a positive for each anchor)",
+                 images)
+    if not 2 <= identities <= len(self.members):
+      raise fail("identities", f"2 to {len(self.members)} identities per batch (those "
+                 "with 2 or more images)", identities)
+    self.identities, self.images, self.seed = identities, images, seed
+    self.batch = identities * images
+
+  def __call__(self, i: int) -> np.ndarray:
+    rng = np.random.default_rng((self.seed, int(i)))
+    chosen = rng.choice(len(self.members), self.identities, replace=False)
+    return np.concatenate([rng.choice(self.members[c], self.images,
+                                      replace=len(self.members[c]) < self.images)
+                           for c in chosen])
+
+
+class PairBatches:
+  """Batch i -> `batch` indices forming `batch / 2` labelled pairs (2j, 2j + 1), the
+  first half of the same identity, the second half of two different ones, for the
+  Siamese binary classifier. Drawn from (seed, i)."""
+
+  def __init__(self, labels, batch: int, seed: int):
+    if batch < 4 or batch % 4:
+      raise fail("batch", "a multiple of 4 (half same, half different pairs)", batch)
+    self.members = _identities(labels)
+    if len(self.members) < 2:
+      raise fail("labels", "at least 2 identities with 2 or more records",
+                 f"{len(self.members)}")
+    self.batch, self.seed = batch, seed
+
+  def __call__(self, i: int) -> np.ndarray:
+    rng = np.random.default_rng((self.seed, int(i)))
+    pairs = []
+    for j in range(self.batch // 2):
+      if j < self.batch // 4:
+        m = self.members[rng.integers(len(self.members))]
+        pairs.append(rng.choice(m, 2, replace=False))
+      else:
+        a, b = rng.choice(len(self.members), 2, replace=False)
+        pairs.append([rng.choice(self.members[a]), rng.choice(self.members[b])])
+    return np.asarray(pairs).reshape(-1)
+
+
 def gather(source, indices: np.ndarray, fix=None) -> dict:
   """Records `indices` of `source` stacked into a batch; one fancy-index per field when
   the source is in memory (64 records of 8x8: ~10 us instead of ~2 ms through per-record
@@ -262,7 +322,7 @@ def gather(source, indices: np.ndarray, fix=None) -> dict:
 
 def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preprocess,
                   process_index: int = 0, process_count: int = 1,
-                  per_record: bool = False) -> grain.MapDataset:
+                  per_record: bool = False, order=None) -> grain.MapDataset:
   """Infinite stream of this host's batches; a new permutation every epoch.
 
   The order is drawn over the whole source, so global batch i holds the same records
@@ -270,12 +330,13 @@ def train_dataset(source, *, global_batch: int, seed: int, preprocess: Preproces
   process_count` of them. Batches are gathered whole (see `gather`); `per_record`
   preprocesses each record before stacking, for datasets whose images differ in
   size. The iterator's state is the batch index, the same on every host, so a
-  checkpointed run resumes on the next batch.
+  checkpointed run resumes on the next batch. `order`: another batch i -> indices map
+  of `global_batch` (e.g. `IdentityBatches`); default a `ShuffledBatches`.
   """
   local = local_batch_size(global_batch, process_count)
   if len(source) < global_batch:
     raise fail("batch_size", f"<= the {len(source)} training examples", global_batch)
-  order = ShuffledBatches(len(source), global_batch, seed)
+  order = order or ShuffledBatches(len(source), global_batch, seed)
   mine = slice(process_index * local, (process_index + 1) * local)
   fix = preprocess.one if per_record else None
   ds = grain.MapDataset.range(2 ** 62).map(lambda i: gather(source, order(i)[mine], fix))

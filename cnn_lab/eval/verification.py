@@ -82,10 +82,11 @@ def all_pairs(labels, max_negatives: int | None = None, seed: int = 0):
   return i[keep], j[keep], same[keep]
 
 
-def identify(queries, gallery, gallery_labels, threshold: float):
+def identify(queries, gallery, gallery_labels, threshold: float, distance=None):
   """One-shot identification: queries `[Q, D]` against a gallery `[G, D]` of identities
   `gallery_labels [G]` -> (labels [Q], -1 where the nearest is farther than
-  `threshold`, and the distances to the nearest [Q])."""
+  `threshold`, and the distances to the nearest [Q]). `distance` as in
+  `evaluate_faces` (default: squared Euclidean)."""
   queries, gallery = np.asarray(queries, np.float64), np.asarray(gallery, np.float64)
   if gallery.ndim != 2 or len(gallery) == 0:
     raise fail("gallery", "a database of at least one enrolled embedding [G, D]",
@@ -93,9 +94,58 @@ def identify(queries, gallery, gallery_labels, threshold: float):
   if queries.ndim != 2 or queries.shape[1] != gallery.shape[1]:
     raise fail("queries", f"embeddings [Q, {gallery.shape[1]}] like the gallery's",
                f"shape {queries.shape}")
-  d = (np.sum(queries ** 2, 1)[:, None] - 2 * queries @ gallery.T +
-       np.sum(gallery ** 2, 1)[None, :])
+  d = (distance or squared_distances)(queries, gallery)
   nearest = np.argmin(d, 1)
-  best = np.maximum(d[np.arange(len(d)), nearest], 0.0)
+  best = d[np.arange(len(d)), nearest]
   labels = np.asarray(gallery_labels)[nearest]
   return np.where(best <= threshold, labels, -1), best
+
+
+def squared_distances(a, b) -> np.ndarray:
+  """`[A, D]`, `[B, D]` -> `[A, B]` squared Euclidean distances."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return np.maximum(np.sum(a * a, 1)[:, None] - 2 * a @ b.T + np.sum(b * b, 1)[None, :], 0.0)
+
+
+def evaluate_faces(embeddings, labels, *, validation: tuple, gallery: tuple,
+                   strangers: tuple, distance=squared_distances,
+                   far_target: float = 1e-3) -> Iterator[tuple[str, float]]:
+  """Verification and one-shot identification on held-out identities.
+
+  `embeddings [N, D]` of images whose identities `labels [N]` fall in three disjoint
+  ranges `[lo, hi)`: `validation` (the distance threshold is chosen on its pairs),
+  `gallery` and `strangers` (verification on the pairs of both; the gallery enrols the
+  first image of each identity, one shot, and its other images are the queries; the
+  strangers' images must be rejected). `distance(A, B) -> [|A|, |B|]`, smaller for
+  the same identity (the binary variant passes minus its logit).
+  Pairs: every same-identity pair and as many random different-identity ones (balanced,
+  as LFW's protocol). Yields: threshold, verification accuracy, ROC AUC, EER, TAR at `far_target` FAR,
+  one-shot top-1 accuracy (closed set: nearest identity), open-set identification
+  accuracy (nearest identity within the threshold) and the strangers' rejection rate.
+  """
+  embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+  within = lambda r: (labels >= r[0]) & (labels < r[1])
+
+  def pair_metrics(index):  # every same pair and as many different ones (LFW-style)
+    d = distance(embeddings[index], embeddings[index])
+    i, j, same = all_pairs(labels[index])
+    return d[i, j], same
+
+  threshold = best_threshold(*pair_metrics(np.flatnonzero(within(validation))))
+  yield "threshold", threshold
+  test = np.flatnonzero(within(gallery) | within(strangers))
+  for name, value in verification_metrics(*pair_metrics(test), threshold, far_target):
+    yield f"verification_{name}", value
+
+  members = np.flatnonzero(within(gallery))
+  _, first = np.unique(labels[members], return_index=True)
+  enrolled = members[first]
+  queries = np.setdiff1d(members, enrolled)
+  to_gallery = distance(embeddings[queries], embeddings[enrolled])
+  nearest = labels[enrolled][np.argmin(to_gallery, 1)]
+  yield "one_shot_identities", float(len(enrolled))
+  yield "one_shot_accuracy", float(np.mean(nearest == labels[queries]))
+  within_threshold = np.min(to_gallery, 1) <= threshold
+  yield "open_set_accuracy", float(np.mean((nearest == labels[queries]) & within_threshold))
+  strangers_d = distance(embeddings[np.flatnonzero(within(strangers))], embeddings[enrolled])
+  yield "stranger_rejection", float(np.mean(np.min(strangers_d, 1) > threshold))

@@ -6,13 +6,13 @@ import jax
 import numpy as np
 from flax import nnx
 
-from cnn_lab.models import (alexnet, detection, efficientnet, googlenet, lenet, mobilenet,
-                            resnet, transfer, unet, vgg)
+from cnn_lab.models import (alexnet, detection, efficientnet, embedding, googlenet, lenet,
+                            mobilenet, resnet, transfer, unet, vgg)
 from cnn_lab.ops._checks import fail
 
 _REGISTRY = {**lenet.PRESETS, **alexnet.PRESETS, **vgg.PRESETS, **resnet.PRESETS,
              **googlenet.PRESETS, **mobilenet.PRESETS, **efficientnet.PRESETS,
-             **detection.PRESETS, **unet.PRESETS, **transfer.PRESETS}
+             **detection.PRESETS, **unet.PRESETS, **transfer.PRESETS, **embedding.PRESETS}
 
 
 def list_models() -> list[str]:

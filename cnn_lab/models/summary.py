@@ -36,6 +36,7 @@ class Row:
 TASK_DEFAULTS = {"localizer": ((64, 64, 3), 8), "sliding_window_net": ((14, 14, 3), 4),
                  "yolo_tiny": ((64, 64, 3), 8), "yolo_small": ((64, 64, 3), 8),
                  "faster_rcnn": ((64, 64, 3), 8), "faster_rcnn_small": ((64, 64, 3), 8),
+                 "face_embedder": ((32, 32, 3), 500),
                  "unet": ((96, 128, 3), 23), "unet_original": ((572, 572, 1), 2),
                  "mobilenet_v2_transfer": ((160, 160, 3), 2)}
 

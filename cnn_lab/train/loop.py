@@ -118,7 +118,9 @@ def input_pipelines(config, mesh, task):
   hosts = dict(process_index=jax.process_index(), process_count=jax.process_count(),
                per_record=per_record)
   train = train_dataset(train_src, global_batch=config.batch_size, seed=config.seed,
-                        preprocess=preprocess, **hosts)
+                        preprocess=preprocess,
+                        order=task.batch_order(train_src, config.batch_size, config.seed),
+                        **hosts)
   evaluation = eval_dataset(eval_src, global_batch=config.eval_batch_size,
                             preprocess=preprocess, **hosts)
   steps_per_epoch = len(train_src) // config.batch_size

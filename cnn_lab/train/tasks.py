@@ -20,13 +20,15 @@ import ml_collections
 import numpy as np
 
 from cnn_lab.data.augment import random_affine, random_flips
-from cnn_lab.data.pipeline import PadObjects, SegmentationTarget
+from cnn_lab.data.pipeline import IdentityBatches, PadObjects, PairBatches, SegmentationTarget
 from cnn_lab.detection import localization, rcnn, yolo
 from cnn_lab.eval import evaluate_classification, evaluate_detections
 from cnn_lab.eval.classification import sum_batches
 from cnn_lab.eval.segmentation import confusion_matrix, segmentation_metrics
+from cnn_lab.eval.verification import evaluate_faces, squared_distances
 from cnn_lab.losses import (dice_loss, pixel_cross_entropy, softmax_cross_entropy,
                             softmax_cross_entropy_per_example)
+from cnn_lab.losses import metric
 from cnn_lab.ops._checks import fail
 
 
@@ -52,6 +54,11 @@ class _Task:
   def train_inputs(self, batch: dict) -> dict:
     del batch
     return {}
+
+  def batch_order(self, train_source, global_batch: int, seed: int):
+    """Which records make training batch i (None: a fresh shuffle every epoch)."""
+    del train_source, global_batch, seed
+    return None
 
   def augment(self, batch: dict, rng) -> dict:
     del rng
@@ -317,9 +324,92 @@ class Segmentation(_Task):
     yield "eval/count", float(totals["count"])
 
 
+METRIC_OBJECTIVES = ("random", "batch_all", "batch_hard", "semi_hard", "binary")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricLearning(_Task):
+  """Embeddings of identity-labelled images (`cnn_lab.models.embedding.Embedder`).
+
+  `objective`: the triplet loss with `random` triplets, `batch_all`, `batch_hard` or
+  `semi_hard` online mining over P identities x K images batches
+  (`IdentityBatches`, P = `identities_per_batch`), or `binary`: the Siamese pair
+  classifier with binary cross-entropy over labelled pairs (`PairBatches`).
+  Evaluation (`evaluate_faces`) on identities never trained on: the threshold chosen
+  on `validation_identities`, verification and one-shot identification on
+  `gallery_identities`, rejection of `stranger_identities`.
+  """
+  objective: str = "semi_hard"
+  alpha: float = 0.2
+  identities_per_batch: int = 16
+  horizontal_flip: bool = True
+  validation_identities: tuple = (500, 600)
+  gallery_identities: tuple = (600, 700)
+  stranger_identities: tuple = (700, 800)
+  keys = ("image", "label")
+  headline = "verification_accuracy"
+
+  def __post_init__(self):
+    if self.objective not in METRIC_OBJECTIVES:
+      raise fail("metric.objective", f"one of {METRIC_OBJECTIVES}", self.objective)
+
+  def batch_order(self, train_source, global_batch: int, seed: int):
+    labels = [train_source[i]["label"] for i in range(len(train_source))]
+    if self.objective == "binary":
+      return PairBatches(labels, global_batch, seed)
+    if global_batch % self.identities_per_batch:
+      raise fail("batch_size", f"a multiple of metric.identities_per_batch="
+                 f"{self.identities_per_batch} (P identities x K images)", global_batch)
+    return IdentityBatches(labels, self.identities_per_batch,
+                           global_batch // self.identities_per_batch, seed)
+
+  def augment(self, batch: dict, rng) -> dict:
+    k_flip, k_mine = jax.random.split(rng)
+    if self.horizontal_flip:
+      image, _, _ = random_flips(batch["image"], k_flip, horizontal=True, vertical=False)
+      batch = {**batch, "image": image}
+    return {**batch, "mining_key": k_mine}  # random triplets draw from it
+
+  def loss(self, outputs, batch: dict):
+    e, labels = outputs["embedding"], batch["label"]
+    if self.objective == "binary":
+      logits = metric.pair_logits(e[0::2], e[1::2], outputs["pair_weights"],
+                                  outputs["pair_bias"])
+      loss, terms = metric.binary_pair_loss(logits, labels[0::2] == labels[1::2])
+    elif self.objective == "random":
+      loss, terms = metric.random_triplet_loss(e, labels, self.alpha, key=batch["mining_key"])
+    else:
+      loss, terms = metric.MINING[self.objective](e, labels, self.alpha)
+    return loss, {"loss": loss, **terms}
+
+  def eval_batch(self, outputs, batch: dict) -> dict:
+    return {**outputs, "label": batch["label"], "mask": batch["mask"]}
+
+  def distance(self, weights=None, bias=None):
+    """The task's dissimilarity of embeddings `[A, D]`, `[B, D]` -> `[A, B]`: squared
+    Euclidean, or minus the pair classifier's logit for `binary`."""
+    if self.objective != "binary":
+      return squared_distances
+    w, b = np.asarray(weights, np.float64), float(bias)
+    return lambda a, c: -(np.abs(np.asarray(a)[:, None] - np.asarray(c)[None]) @ w + b)
+
+  def evaluate(self, eval_step, state, batches) -> Iterator[tuple[str, float]]:
+    embeddings, labels, out = [], [], None
+    for batch in batches:
+      out = jax.device_get(eval_step(state, batch))
+      embeddings.append(out["embedding"][out["mask"]])
+      labels.append(out["label"][out["mask"]])
+    distance = self.distance(out["pair_weights"], out["pair_bias"])
+    for name, value in evaluate_faces(np.concatenate(embeddings), np.concatenate(labels),
+                                      validation=self.validation_identities,
+                                      gallery=self.gallery_identities,
+                                      strangers=self.stranger_identities, distance=distance):
+      yield f"eval/{name}", value
+
+
 TASKS = {"classification": Classification, "localization": Localization,
          "detection": Detection, "two_stage": TwoStageDetection,
-         "segmentation": Segmentation}
+         "segmentation": Segmentation, "metric": MetricLearning}
 
 
 def make_task(config: ml_collections.ConfigDict, num_classes: int):
@@ -335,6 +425,9 @@ def make_task(config: ml_collections.ConfigDict, num_classes: int):
                            "class_names": tuple(seg["class_names"])})
   if config.task == "two_stage":
     return _two_stage(config.two_stage.to_dict(), num_classes)
+  if config.task == "metric":
+    m = config.metric.to_dict()
+    return MetricLearning(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
   d = config.detection.to_dict()
   return Detection(
       num_classes=num_classes, max_objects=d["max_objects"], num_anchors=d["num_anchors"],

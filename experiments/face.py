@@ -1,0 +1,150 @@
+r"""Face verification and one-shot recognition with a trained embedding (`task: metric`).
+
+  python -m experiments.face enroll --workdir=/tmp/faces --database=/tmp/db.npz \
+      alice=alice.png bob=bob.jpg
+  python -m experiments.face verify --workdir=/tmp/faces a.png b.png
+  python -m experiments.face identify --workdir=/tmp/faces --database=/tmp/db.npz who.png
+  python -m experiments.face enroll --workdir=/tmp/faces --database=/tmp/db.npz \
+      --held_out=100    # one photograph of each of 100 held-out `faces` identities
+
+Images are resized to the run's input and normalised as in training. `verify` prints
+the distance and whether it is within the run's threshold (chosen on validation
+identities, read from its `metrics.jsonl`; `--threshold` overrides it). `identify`
+prints the nearest enrolled name, or "not in the database" beyond the threshold.
+`enroll` adds to (or creates) the database: names and embeddings in one `.npz`.
+"""
+
+import os
+
+import jax
+import numpy as np
+from absl import flags
+
+from cnn_lab import paths
+from cnn_lab.data import datasets
+from cnn_lab.data.images import load_image
+from cnn_lab.data.pipeline import Preprocess
+from cnn_lab.eval.verification import identify
+from cnn_lab.ops._checks import fail
+from cnn_lab.train import launch
+from cnn_lab.train.metrics import read_metrics
+from cnn_lab.train.restore import load_run
+
+flags.DEFINE_string("workdir", None, "A metric-learning run's workdir (experiments.train).")
+flags.DEFINE_string("database", None, "Enrolled embeddings (.npz) for enroll / identify.")
+flags.DEFINE_float("threshold", None, "Distance threshold (default: the run's own).")
+flags.DEFINE_integer("held_out", 0, "enroll: also one photograph of each of this many "
+                     "held-out identities of the run's dataset (named id_<label>).")
+flags.mark_flags_as_required(["workdir"])
+FLAGS = flags.FLAGS
+COMMANDS = ("enroll", "verify", "identify")
+
+
+class Embedder:
+  """A trained run's jitted embedding of uint8 images of any size."""
+
+  def __init__(self, workdir: str):
+    self.run = load_run(workdir)
+    if self.run.config.task != "metric":
+      raise fail("workdir", "a metric-learning run (task 'metric')",
+                 f"task {self.run.config.task!r}")
+    cfg = self.run.config.dataset
+    self.preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+    from flax import nnx
+    graphdef, state = nnx.split(self.run.model)
+    self._embed = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)["embedding"])
+    self._state = state
+    model = self.run.model  # the task's dissimilarity: binary uses the pair classifier
+    self.distance = self.run.task.distance(model.pair_weights[...], model.pair_bias[...])
+
+  def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+    x = np.stack([self.preprocess.one({"image": im})["image"] for im in images])
+    return np.asarray(self._embed(self._state, x))
+
+  def threshold(self) -> float:
+    if FLAGS.threshold is not None:
+      return FLAGS.threshold
+    found = [r["eval/threshold"] for r in read_metrics(
+        os.path.join(FLAGS.workdir, "metrics.jsonl")) if "eval/threshold" in r]
+    if not found:
+      raise fail("threshold", "a number (the run recorded none: evaluate it first)", None)
+    return float(found[-1])
+
+
+def load_database(path: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+  if not path or not os.path.exists(path):
+    raise fail("database", "an enrolled database (.npz from `enroll`)", path)
+  with np.load(path) as f:
+    names, embeddings = f["names"], f["embeddings"]
+  if len(names) == 0:
+    raise fail("database", "at least one enrolled identity", f"{path!r} (empty)")
+  if embeddings.ndim != 2 or embeddings.shape[1] != dim:
+    raise fail("database", f"embeddings [G, {dim}] from this run's model",
+               f"shape {embeddings.shape} in {path!r}")
+  return names, embeddings
+
+
+def enroll(embed: Embedder, pairs: list[str]) -> None:
+  names, images = [], []
+  for pair in pairs:
+    name, sep, path = pair.partition("=")
+    if not sep or not name:
+      raise fail("enroll", "NAME=IMAGE_PATH pairs", pair)
+    names.append(name)
+    images.append(load_image(path))
+  if FLAGS.held_out:
+    cfg = embed.run.config.dataset
+    source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+                                  cfg.data_dir or None)
+    lo, hi = embed.run.task.gallery_identities
+    seen = set()
+    for i in range(len(source)):
+      label = int(source[i]["label"])
+      if lo <= label < hi and label not in seen and len(seen) < FLAGS.held_out:
+        seen.add(label)
+        names.append(f"id_{label}")
+        images.append(source[i]["image"])
+  if not images:
+    raise fail("enroll", "NAME=IMAGE_PATH pairs or --held_out=N", "nothing")
+  new = embed(images)
+  old_names, old = (np.zeros(0, str), np.zeros((0, new.shape[1]), np.float32))
+  if FLAGS.database and os.path.exists(FLAGS.database):
+    old_names, old = load_database(FLAGS.database, new.shape[1])
+  names = np.concatenate([old_names, np.asarray(names)])
+  embeddings = np.concatenate([old, new])
+  if not FLAGS.database:
+    raise fail("database", "a path to write the enrolled embeddings to", None)
+  tmp = FLAGS.database + ".tmp.npz"
+  np.savez(tmp, names=names, embeddings=embeddings)
+  paths.rename(tmp, FLAGS.database)
+  print(f"enrolled {len(new)}; {len(names)} identities in {FLAGS.database}")
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    raise fail("command", f"one of {COMMANDS}", argv[1] if len(argv) > 1 else None)
+  command, args = argv[1], argv[2:]
+  embed = Embedder(FLAGS.workdir)
+  if command == "enroll":
+    enroll(embed, args)
+  elif command == "verify":
+    if len(args) != 2:
+      raise fail("verify", "two image paths", args)
+    a, b = embed([load_image(p) for p in args])
+    distance, threshold = float(embed.distance(a[None], b[None])[0, 0]), embed.threshold()
+    verdict = "same person" if distance <= threshold else "different people"
+    print(f"distance {distance:.4f} (threshold {threshold:.4f}): {verdict}")
+  else:
+    if not args:
+      raise fail("identify", "at least one image path", args)
+    queries = embed([load_image(p) for p in args])
+    names, gallery = load_database(FLAGS.database, queries.shape[1])
+    index = np.arange(len(names))
+    found, distance = identify(queries, gallery, index, embed.threshold(), embed.distance)
+    for path, k, d in zip(args, found, distance):
+      who = names[k] if k >= 0 else "not in the database"
+      print(f"{path}: {who} (distance {d:.4f})")
+
+
+if __name__ == "__main__":
+  launch.run(main)
