@@ -179,3 +179,81 @@ def test_faces_builder_has_disjoint_identities_and_varied_photographs():
   assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
   np.testing.assert_array_equal(a, faces.render(np.random.default_rng(1), person, 64))
   assert faces.identity(0, 3) == person and faces.identity(0, 4) != person
+
+
+def test_identity_batches_are_p_by_k_reproducible_and_checked():
+  from cnn_lab.data.pipeline import IdentityBatches, PairBatches
+  labels = np.r_[np.repeat(np.arange(6), 5), 99]  # identity 99 has one image: never drawn
+  order = IdentityBatches(labels, identities=3, images=4, seed=0)
+  batch = order(7)
+  assert batch.shape == (12,) and np.array_equal(batch, order(7))
+  groups = labels[batch].reshape(3, 4)
+  assert np.all(groups == groups[:, :1]) and len(set(groups[:, 0])) == 3
+  assert 99 not in labels[np.concatenate([order(i) for i in range(50)])]
+  assert len(set(batch[:4])) == 4  # five images: no repeats within an identity
+  with pytest.raises(ValueError, match="images: expected at least 2 images per identity"):
+    IdentityBatches(labels, 3, 1, 0)
+  with pytest.raises(ValueError, match=r"identities: expected 2 to 6 identities per batch"):
+    IdentityBatches(labels, 7, 2, 0)
+  pairs = PairBatches(labels, 8, seed=1)(3).reshape(4, 2)
+  same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+  np.testing.assert_array_equal(same, [True, True, False, False])
+  assert np.all(pairs[:2, 0] != pairs[:2, 1])
+  with pytest.raises(ValueError, match="batch: expected a multiple of 4"):
+    PairBatches(labels, 6, 0)
+
+
+def test_evaluate_faces_on_perfect_clusters():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(500, 800), 4)
+  centres = rng.normal(size=(800, 16))
+  emb = centres[labels] + rng.normal(0, 0.01, (len(labels), 16))
+  out = dict(V.evaluate_faces(emb, labels, validation=(500, 600), gallery=(600, 700),
+                              strangers=(700, 800)))
+  assert out["verification_accuracy"] == 1.0 and out["verification_roc_auc"] == 1.0
+  assert out["one_shot_accuracy"] == 1.0 and out["one_shot_identities"] == 100
+  assert out["open_set_accuracy"] == 1.0 and out["stranger_rejection"] == 1.0
+
+
+def test_face_config_trains_and_the_cli_enrolls_verifies_identifies(tmp_path):
+  import os
+  import subprocess
+  import sys
+
+  from PIL import Image
+
+  from cnn_lab.data import faces
+  from cnn_lab.train.launch import load_config
+  from cnn_lab.train.loop import train_and_evaluate
+  from tests.helpers import ROOT
+  run = tmp_path / "run"
+  config = load_config(os.path.join(ROOT, "experiments", "configs", "facenet_faces.py:test"))
+  result = train_and_evaluate(config, str(run))
+  assert result["step"] == 3 and 0 <= result["eval/verification_accuracy"] <= 1
+  assert result["eval/one_shot_identities"] == 100
+  for name, (person, seed) in {"a1": (600, 1), "a2": (600, 2), "b1": (601, 1)}.items():
+    Image.fromarray(faces.render(np.random.default_rng(seed), faces.identity(0, person),
+                                 64)).save(tmp_path / f"{name}.png")
+  (tmp_path / "broken.png").write_bytes(b"not a png")
+  db = tmp_path / "db.npz"
+
+  def face(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.face", f"--workdir={run}",
+                           *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+  out = face("enroll", f"--database={db}", f"alice={tmp_path / 'a1.png'}", "--held_out=3")
+  assert out.returncode == 0 and "4 identities" in out.stdout, out.stderr[-2000:]
+  out = face("verify", tmp_path / "a1.png", tmp_path / "a2.png")
+  assert out.returncode == 0 and "distance" in out.stdout, out.stderr[-2000:]
+  out = face("identify", f"--database={db}", "--threshold=100", tmp_path / "b1.png")
+  assert out.returncode == 0 and "b1.png: " in out.stdout, out.stderr[-2000:]
+  out = face("identify", f"--database={db}", tmp_path / "broken.png")
+  assert out.returncode and "image: expected a readable image file" in out.stderr
+  assert "broken.png" in out.stderr
+  np.savez(tmp_path / "empty.npz", names=np.zeros(0, str), embeddings=np.zeros((0, 128)))
+  out = face("identify", f"--database={tmp_path / 'empty.npz'}", tmp_path / "b1.png")
+  assert out.returncode and "database: expected at least one enrolled identity" in out.stderr
+  np.savez(tmp_path / "other.npz", names=np.array(["x"]), embeddings=np.zeros((1, 64)))
+  out = face("identify", f"--database={tmp_path / 'other.npz'}", tmp_path / "b1.png")
+  assert out.returncode and "database: expected embeddings [G, 128]" in out.stderr
