@@ -23,7 +23,7 @@ from absl import flags
 from flax import nnx
 
 from cnn_lab.benchmarks.report import format_table
-from cnn_lab.benchmarks.seeds import run_seed
+from cnn_lab.benchmarks.seeds import cached_run
 from cnn_lab.benchmarks.timing import machine, median_seconds
 from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import PadObjects
@@ -47,18 +47,11 @@ FLAGS = flags.FLAGS
 def trained(name: str) -> dict:
   """Trains `name` (a config, maybe with presets: `faster_rcnn_shapes:roi_pool`) in its
   own workdir unless done before; -> eval metrics and wall_s."""
-  workdir = os.path.join(FLAGS.workdir, name.replace(":", "-"))
-  record = os.path.join(workdir, "compare.json")
-  if os.path.exists(record):
-    with open(record) as f:
-      return json.load(f)
   config, _, presets = name.partition(":")
   presets = ",".join(p for p in (presets, FLAGS.preset) if p)
   path = os.path.join("experiments", "configs", f"{config}.py")
-  result = run_seed(path + (f":{presets}" if presets else ""), workdir, 0, [])
-  with open(record, "w") as f:
-    json.dump(result, f)
-  return result
+  return cached_run(path + (f":{presets}" if presets else ""),
+                    os.path.join(FLAGS.workdir, name.replace(":", "-")))
 
 
 def main(argv):

@@ -6,12 +6,15 @@ r"""Face verification and one-shot recognition with a trained embedding (`task: 
   python -m experiments.face identify --workdir=/tmp/faces --database=/tmp/db.npz who.png
   python -m experiments.face enroll --workdir=/tmp/faces --database=/tmp/db.npz \
       --held_out=100    # one photograph of each of 100 held-out `faces` identities
+  python -m experiments.face lfw --workdir=/tmp/faces --lfw_dir=DIR  # DIR/pairs.txt
 
 Images are resized to the run's input and normalised as in training. `verify` prints
 the distance and whether it is within the run's threshold (chosen on validation
 identities, read from its `metrics.jsonl`; `--threshold` overrides it). `identify`
 prints the nearest enrolled name, or "not in the database" beyond the threshold.
 `enroll` adds to (or creates) the database: names and embeddings in one `.npz`.
+`lfw` runs Labeled Faces in the Wild's 10-fold pairs protocol on a local copy of the
+original release (`cnn_lab.data.lfw`; nothing is downloaded).
 """
 
 import os
@@ -35,9 +38,11 @@ flags.DEFINE_string("database", None, "Enrolled embeddings (.npz) for enroll / i
 flags.DEFINE_float("threshold", None, "Distance threshold (default: the run's own).")
 flags.DEFINE_integer("held_out", 0, "enroll: also one photograph of each of this many "
                      "held-out identities of the run's dataset (named id_<label>).")
+flags.DEFINE_string("lfw_dir", None, "lfw: the LFW release (ROOT/<Name>/<Name>_0001.jpg).")
+flags.DEFINE_string("lfw_pairs", None, "lfw: its pairs.txt (default LFW_DIR/pairs.txt).")
 flags.mark_flags_as_required(["workdir"])
 FLAGS = flags.FLAGS
-COMMANDS = ("enroll", "verify", "identify")
+COMMANDS = ("enroll", "verify", "identify", "lfw")
 
 
 class Embedder:
@@ -120,6 +125,26 @@ def enroll(embed: Embedder, pairs: list[str]) -> None:
   print(f"enrolled {len(new)}; {len(names)} identities in {FLAGS.database}")
 
 
+def evaluate_lfw(embed: Embedder) -> None:
+  from cnn_lab.data import lfw
+  from cnn_lab.eval.verification import verification_metrics
+  if not FLAGS.lfw_dir:
+    raise fail("lfw_dir", "the directory of the LFW release", None)
+  pairs, same, fold = lfw.read_pairs(FLAGS.lfw_pairs or os.path.join(FLAGS.lfw_dir,
+                                                                      "pairs.txt"),
+                                     FLAGS.lfw_dir)
+  files = sorted({p for pair in pairs for p in pair})
+  index = {p: k for k, p in enumerate(files)}
+  emb = np.concatenate([embed([load_image(p) for p in files[i:i + 256]])
+                        for i in range(0, len(files), 256)])
+  d = embed.distance(emb, emb)
+  distances = np.array([d[index[a], index[b]] for a, b in pairs])
+  accuracy, error = lfw.ten_fold_accuracy(distances, same, fold)
+  metrics = dict(verification_metrics(distances, same, np.inf))
+  print(f"LFW, {len(pairs)} pairs in {len(set(fold))} folds: accuracy {accuracy:.4f} "
+        f"+- {error:.4f}; ROC AUC {metrics['roc_auc']:.4f}, EER {metrics['eer']:.4f}")
+
+
 def main(argv):
   if len(argv) < 2 or argv[1] not in COMMANDS:
     raise fail("command", f"one of {COMMANDS}", argv[1] if len(argv) > 1 else None)
@@ -127,6 +152,8 @@ def main(argv):
   embed = Embedder(FLAGS.workdir)
   if command == "enroll":
     enroll(embed, args)
+  elif command == "lfw":
+    evaluate_lfw(embed)
   elif command == "verify":
     if len(args) != 2:
       raise fail("verify", "two image paths", args)

@@ -257,3 +257,55 @@ def test_face_config_trains_and_the_cli_enrolls_verifies_identifies(tmp_path):
   np.savez(tmp_path / "other.npz", names=np.array(["x"]), embeddings=np.zeros((1, 64)))
   out = face("identify", f"--database={tmp_path / 'other.npz'}", tmp_path / "b1.png")
   assert out.returncode and "database: expected embeddings [G, 128]" in out.stderr
+  root = _mock_lfw(tmp_path / "lfw")
+  out = face("lfw", f"--lfw_dir={root}")
+  assert out.returncode == 0 and "LFW, 8 pairs in 2 folds: accuracy" in out.stdout, \
+      out.stderr[-2000:]
+
+
+LFW_PAIRS = """2 2
+A 1 2
+B 1 2
+A 1 B 1
+B 2 C 1
+A 2 3
+A 1 3
+A 3 C 1
+B 1 C 1
+"""
+
+
+def _mock_lfw(root):
+  """LFW's layout and pairs.txt, with procedural faces standing in for the photographs."""
+  from PIL import Image
+
+  from cnn_lab.data import faces
+  for name, person, count in (("A", 600, 3), ("B", 601, 2), ("C", 602, 1)):
+    (root / name).mkdir(parents=True)
+    for n in range(1, count + 1):
+      image = faces.render(np.random.default_rng(n), faces.identity(0, person), 96)
+      Image.fromarray(image).save(root / name / f"{name}_{n:04d}.jpg")
+  (root / "pairs.txt").write_text(LFW_PAIRS)
+  return root
+
+
+def test_lfw_pairs_protocol(tmp_path):
+  from cnn_lab.data import lfw
+  root = tmp_path / "lfw"
+  (root).mkdir()
+  (root / "pairs.txt").write_text(LFW_PAIRS)
+  pairs, same, fold = lfw.read_pairs(str(root / "pairs.txt"), str(root))
+  assert pairs[0] == (str(root / "A" / "A_0001.jpg"), str(root / "A" / "A_0002.jpg"))
+  assert pairs[2] == (str(root / "A" / "A_0001.jpg"), str(root / "B" / "B_0001.jpg"))
+  np.testing.assert_array_equal(same, [1, 1, 0, 0, 1, 1, 0, 0])
+  np.testing.assert_array_equal(fold, [0, 0, 0, 0, 1, 1, 1, 1])
+  accuracy, _ = lfw.ten_fold_accuracy(np.where(same, 0.2, 0.9), same, fold)
+  assert accuracy == 1.0
+  for text, message in (("", "a first line 'folds pairs_per_fold'"),
+                        ("2 2\nA 1 2\n", "8 pair lines"),
+                        ("1 1\nA 1\nA 1 B 2\n", "lines 'name i j' or 'name1 i name2 j'")):
+    (root / "bad.txt").write_text(text)
+    with pytest.raises(ValueError, match=f"pairs_file: expected {message}"):
+      lfw.read_pairs(str(root / "bad.txt"), str(root))
+  with pytest.raises(ValueError, match="pairs_file: expected LFW's pairs.txt"):
+    lfw.read_pairs(str(root / "missing.txt"), str(root))

@@ -3,6 +3,7 @@ wall time includes everything a user waits for: imports, data build, compilation
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -28,6 +29,20 @@ def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str]) -> di
   for record in read_metrics(os.path.join(workdir, "metrics.jsonl")):
     final.update({k: v for k, v in record.items() if k.startswith("eval/")})
   return {"seed": seed, "wall_s": wall, **final}
+
+
+def cached_run(config: str, workdir: str) -> dict:
+  """`run_seed(config, workdir, 0)` unless `workdir` already holds its result
+  (`run.json`, written at the end), so a comparison can be re-drawn without
+  retraining; delete the workdir to measure again."""
+  record = os.path.join(workdir, "run.json")
+  if os.path.exists(record):
+    with open(record) as f:
+      return json.load(f)
+  result = run_seed(config, workdir, 0, [])
+  with open(record, "w") as f:
+    json.dump(result, f)
+  return result
 
 
 def summary(rows: list[dict], key: str = "eval/accuracy") -> dict:

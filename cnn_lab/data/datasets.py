@@ -44,6 +44,8 @@ SPECS = {
                               eval_split="train[80%:]"),  # one split upstream
     "cats_vs_dogs": DatasetSpec(2, (None, None, 3), train_split="train[:80%]",
                                 eval_split="train[80%:]"),
+    # 5,749 people, names as labels, one split; verification uses `cnn_lab.data.lfw`
+    "lfw": DatasetSpec(5749, (250, 250, 3), eval_split="train"),
     **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
        for c in _shapes.Shapes.BUILDER_CONFIGS},
     # identities, disjoint across splits: num_classes counts the training identities
