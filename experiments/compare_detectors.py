@@ -2,8 +2,9 @@ r"""One-stage (YOLO) against two-stage (Faster R-CNN) detection on the same spli
 
   python -m experiments.compare_detectors [--workdir=/tmp/detectors] [--out=docs/figures/detectors]
 
-Trains each detector's default config (`yolo_shapes.py`, `faster_rcnn_shapes.py` with
-RoIAlign and with `:roi_pool`, all on `shapes/multi_64`, seed 0) through the launcher
+Trains each detector's default config (`yolo_shapes.py`, `faster_rcnn_shapes.py`, both
+on `shapes/multi_64`, seed 0; `--detectors` takes presets too, e.g.
+`faster_rcnn_shapes:roi_pool`) through the launcher
 in a fresh process, one after the other, and records the wall time a user waits
 (imports, data build, compilation, training, periodic evaluation). Then, in this
 process, times inference (the jitted model, decoding and NMS on a batch of test
@@ -34,9 +35,9 @@ from cnn_lab.viz import draw_boxes, grid
 
 flags.DEFINE_string("workdir", "/tmp/detectors", "Where each detector's run goes.")
 flags.DEFINE_string("out", "docs/figures/detectors", "Where the table and figures go.")
-flags.DEFINE_list("detectors", ["yolo_shapes", "faster_rcnn_shapes",
-                                "faster_rcnn_shapes:roi_pool"],
-                  "Configs to compare, each maybe with presets after a colon.")
+flags.DEFINE_list("detectors", ["yolo_shapes", "faster_rcnn_shapes"],
+                  "Configs to compare, each maybe with presets after a colon "
+                  "(e.g. faster_rcnn_shapes:roi_pool).")
 flags.DEFINE_string("preset", "", "Config preset for every detector (e.g. test).")
 flags.DEFINE_integer("time_batch", 64, "Test images per timed inference call.")
 flags.DEFINE_integer("rounds", 3, "Timing rounds (each detector timed once per round).")

@@ -9,9 +9,10 @@ r"""Face verification and one-shot recognition with a trained embedding (`task: 
   python -m experiments.face lfw --workdir=/tmp/faces --lfw_dir=DIR  # DIR/pairs.txt
 
 Images are resized to the run's input and normalised as in training. `verify` prints
-the distance and whether it is within the run's threshold (chosen on validation
-identities, read from its `metrics.jsonl`; `--threshold` overrides it). `identify`
-prints the nearest enrolled name, or "not in the database" beyond the threshold.
+the distance and whether it is within the run's verification threshold; `identify`
+prints the nearest enrolled name, or "not in the database" beyond the run's open-set
+threshold (both chosen on validation identities and read from its `metrics.jsonl`;
+`--threshold` overrides them).
 `enroll` adds to (or creates) the database: names and embeddings in one `.npz`.
 `lfw` runs Labeled Faces in the Wild's 10-fold pairs protocol on a local copy of the
 original release (`cnn_lab.data.lfw`; nothing is downloaded).
@@ -66,13 +67,16 @@ class Embedder:
     x = np.stack([self.preprocess.one({"image": im})["image"] for im in images])
     return np.asarray(self._embed(self._state, x))
 
-  def threshold(self) -> float:
+  def threshold(self, key: str) -> float:
+    """`--threshold`, else the run's last `eval/<key>`: `threshold` (verification) or
+    `open_set_threshold` (identification), both chosen on validation identities."""
     if FLAGS.threshold is not None:
       return FLAGS.threshold
-    found = [r["eval/threshold"] for r in read_metrics(
-        os.path.join(FLAGS.workdir, "metrics.jsonl")) if "eval/threshold" in r]
+    found = [r[f"eval/{key}"] for r in read_metrics(
+        os.path.join(FLAGS.workdir, "metrics.jsonl")) if f"eval/{key}" in r]
     if not found:
-      raise fail("threshold", "a number (the run recorded none: evaluate it first)", None)
+      raise fail("threshold", f"a number (the run recorded no eval/{key}: evaluate it "
+                 "first)", None)
     return float(found[-1])
 
 
@@ -158,7 +162,8 @@ def main(argv):
     if len(args) != 2:
       raise fail("verify", "two image paths", args)
     a, b = embed([load_image(p) for p in args])
-    distance, threshold = float(embed.distance(a[None], b[None])[0, 0]), embed.threshold()
+    distance = float(embed.distance(a[None], b[None])[0, 0])
+    threshold = embed.threshold("threshold")
     verdict = "same person" if distance <= threshold else "different people"
     print(f"distance {distance:.4f} (threshold {threshold:.4f}): {verdict}")
   else:
@@ -167,7 +172,8 @@ def main(argv):
     queries = embed([load_image(p) for p in args])
     names, gallery = load_database(FLAGS.database, queries.shape[1])
     index = np.arange(len(names))
-    found, distance = identify(queries, gallery, index, embed.threshold(), embed.distance)
+    found, distance = identify(queries, gallery, index, embed.threshold("open_set_threshold"),
+                               embed.distance)
     for path, k, d in zip(args, found, distance):
       who = names[k] if k >= 0 else "not in the database"
       print(f"{path}: {who} (distance {d:.4f})")

@@ -6,8 +6,8 @@ Trains `facenet_faces.py` once per objective (random triplets, batch-hard and
 semi-hard mining, the binary classifier; seed 0) through the launcher in a fresh
 process each, and records the wall time. Prints the table (verification accuracy,
 ROC AUC, EER, TAR at 0.1% FAR on pairs of the 200 test identities, one-shot accuracy
-among 100 of them, open-set accuracy and stranger rejection at the validation
-threshold) and writes `results.json`, `embeddings.png` (a 2-D PCA projection of the
+among 100 of them, open-set accuracy and rejection of the other 100 as strangers at
+the threshold chosen on validation identities) and writes `results.json`, `embeddings.png` (a 2-D PCA projection of the
 test photographs of 12 held-out identities, per objective) and `identified.png`
 (queries of held-out identities beside the enrolled photograph they were matched
 to: green when right, red when wrong, grey for "not in the database").
@@ -126,7 +126,7 @@ def main(argv):
     rows.append({"objective": objective, **{k: result[f"eval/{k}"] for k in COLUMNS},
                  "train_wall_s": result["wall_s"]})
     runs[objective] = (load_run(os.path.join(FLAGS.workdir, objective)),
-                       result["eval/threshold"])
+                       result["eval/open_set_threshold"])
   first = next(iter(runs.values()))[0]
   images, labels, x = held_out(first)
   for objective, (run, _) in runs.items():

@@ -26,7 +26,7 @@ def _objective(name):
 
 
 def get_config(arg=None):
-  c = shapes_config("face_embedder", 32, batch_size=64, epochs=30.0, learning_rate=2e-3,
+  c = shapes_config("face_embedder", 32, batch_size=64, epochs=20.0, learning_rate=2e-3,
                     test_size=32, backbone="resnet20_cifar", dim=128)
   c.task = "metric"
   c.dataset.name = "faces/64"
