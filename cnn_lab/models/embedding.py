@@ -34,8 +34,10 @@ class Embedder(nnx.Module):
     self.dim = dim
 
   def __call__(self, x, *, train: bool = False, rngs=None):
-    e = self.net(x, train=train, rngs=rngs).astype(jnp.float32)
-    e = e * jax.lax.rsqrt(jnp.maximum(jnp.sum(e * e, -1, keepdims=True), 1e-12))
+    e = self.net(x, train=train, rngs=rngs)
+    f = e.astype(jnp.float32)  # the norm in float32, the result in the compute dtype
+    e = (f * jax.lax.rsqrt(jnp.maximum(jnp.sum(f * f, -1, keepdims=True), 1e-12))).astype(
+        e.dtype)
     return {"embedding": e, "pair_weights": self.pair_weights[...],
             "pair_bias": self.pair_bias[...]}
 
