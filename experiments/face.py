@@ -28,7 +28,7 @@ from cnn_lab import paths
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import Preprocess
-from cnn_lab.eval.verification import identify
+from cnn_lab.eval.verification import identify, load_database
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import launch
 from cnn_lab.train.metrics import read_metrics
@@ -78,19 +78,6 @@ class Embedder:
       raise fail("threshold", f"a number (the run recorded no eval/{key}: evaluate it "
                  "first)", None)
     return float(found[-1])
-
-
-def load_database(path: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
-  if not path or not os.path.exists(path):
-    raise fail("database", "an enrolled database (.npz from `enroll`)", path)
-  with np.load(path) as f:
-    names, embeddings = f["names"], f["embeddings"]
-  if len(names) == 0:
-    raise fail("database", "at least one enrolled identity", f"{path!r} (empty)")
-  if embeddings.ndim != 2 or embeddings.shape[1] != dim:
-    raise fail("database", f"embeddings [G, {dim}] from this run's model",
-               f"shape {embeddings.shape} in {path!r}")
-  return names, embeddings
 
 
 def enroll(embed: Embedder, pairs: list[str]) -> None:

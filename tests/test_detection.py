@@ -207,9 +207,10 @@ def test_sliding_windows_experiment_prints_and_saves(tmp_path):
   assert os.path.exists(tmp_path / "scan.png")
 
 
-def test_compare_detectors_trains_both_and_two_stage_draws(tmp_path):
-  """YOLO and Faster R-CNN (:test presets) through the launcher, the table, the figure;
-  then `experiments.detect` on the two-stage workdir."""
+def test_compare_detectors_and_two_stage_draws(tmp_path):
+  """Faster R-CNN (:test preset) through compare_detectors (a fresh launch, the table,
+  the figure; the code is the same for every detector, and YOLO's :test run is
+  tested above), then `experiments.detect` on the two-stage workdir."""
   import json
   import os
   import subprocess
@@ -218,14 +219,14 @@ def test_compare_detectors_trains_both_and_two_stage_draws(tmp_path):
   from tests.helpers import ROOT
   out = subprocess.run([sys.executable, "-m", "experiments.compare_detectors",
                         f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}",
-                        "--detectors=yolo_shapes,faster_rcnn_shapes", "--preset=test",
+                        "--detectors=faster_rcnn_shapes", "--preset=test",
                         "--time_batch=4", "--rounds=1"], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
-  assert "yolo_shapes" in out.stdout and "faster_rcnn_shapes" in out.stdout
+  assert "faster_rcnn_shapes" in out.stdout
   with open(tmp_path / "out" / "results.json") as f:
     rows = json.load(f)["rows"]
-  assert [r["model"] for r in rows] == ["yolo_tiny", "faster_rcnn (RoIAlign)"]
+  assert [r["model"] for r in rows] == ["faster_rcnn (RoIAlign)"]
   assert all(r["steps"] == 3 and r["images_per_s"] > 0 and 0 <= r["coco_mAP"] <= 1
              for r in rows)
   assert os.path.exists(tmp_path / "out" / "detections.png")

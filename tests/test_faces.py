@@ -158,30 +158,6 @@ def test_all_pairs_balance():
   assert np.array_equal(labels[i] == labels[j], same)
 
 
-def test_faces_builder_has_disjoint_identities_and_varied_photographs():
-  from cnn_lab.data import datasets, faces
-  counts = {}
-  for split in ("train", "validation", "test"):
-    source = datasets.load_source("faces/64", split)
-    labels = np.array([source[i]["label"] for i in range(len(source))])
-    counts[split] = set(np.unique(labels).tolist())
-    assert source[0]["image"].shape == (64, 64, 3) and source[0]["image"].dtype == np.uint8
-    per = np.bincount(labels)[np.unique(labels)]
-    assert np.all(per == faces.SPLITS[split][2]) and counts[split] == set(
-        faces.split_identities(split))
-  assert not (counts["train"] & counts["validation"] or counts["train"] & counts["test"] or
-              counts["validation"] & counts["test"])
-  assert len(counts["train"]) + len(counts["validation"]) + len(counts["test"]) >= 500
-  assert datasets.spec("faces/64").num_classes == 500
-  # one identity, two photographs: same parameters, different pose, light, background
-  person = faces.identity(0, 3)
-  a = faces.render(np.random.default_rng(1), person, 64)
-  b = faces.render(np.random.default_rng(2), person, 64)
-  assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
-  np.testing.assert_array_equal(a, faces.render(np.random.default_rng(1), person, 64))
-  assert faces.identity(0, 3) == person and faces.identity(0, 4) != person
-
-
 def test_identity_batches_are_p_by_k_reproducible_and_checked():
   from cnn_lab.data.pipeline import IdentityBatches, PairBatches
   labels = np.r_[np.repeat(np.arange(6), 5), 99]  # identity 99 has one image: never drawn
@@ -216,7 +192,35 @@ def test_evaluate_faces_on_perfect_clusters():
   assert out["open_set_accuracy"] == 1.0 and out["stranger_rejection"] == 1.0
 
 
-def test_face_config_trains_and_the_cli_enrolls_verifies_identifies(tmp_path):
+def _check_faces_builder():
+  """Disjoint identities per split, >= 500 in all, varied photographs of each."""
+  from cnn_lab.data import datasets, faces
+  counts = {}
+  for split in ("train", "validation", "test"):
+    source = datasets.load_source("faces/64", split)
+    labels = np.array([source[i]["label"] for i in range(len(source))])
+    counts[split] = set(np.unique(labels).tolist())
+    assert source[0]["image"].shape == (64, 64, 3) and source[0]["image"].dtype == np.uint8
+    per = np.bincount(labels)[np.unique(labels)]
+    assert np.all(per == faces.SPLITS[split][2]) and counts[split] == set(
+        faces.split_identities(split))
+  assert not (counts["train"] & counts["validation"] or counts["train"] & counts["test"] or
+              counts["validation"] & counts["test"])
+  assert len(counts["train"]) + len(counts["validation"]) + len(counts["test"]) >= 500
+  assert datasets.spec("faces/64").num_classes == 500
+  # one identity, two photographs: same parameters, different pose, light, background
+  person = faces.identity(0, 3)
+  a = faces.render(np.random.default_rng(1), person, 64)
+  b = faces.render(np.random.default_rng(2), person, 64)
+  assert np.abs(a.astype(int) - b.astype(int)).mean() > 10
+  np.testing.assert_array_equal(a, faces.render(np.random.default_rng(1), person, 64))
+  assert faces.identity(0, 3) == person and faces.identity(0, 4) != person
+
+
+def test_faces_build_train_and_the_cli_enrolls_verifies_identifies(tmp_path):
+  """One test builds `faces` (once per session worker): the builder, the :test config
+  through the launcher, then the CLI on its workdir."""
+  _check_faces_builder()
   import os
   import subprocess
   import sys
@@ -252,12 +256,6 @@ def test_face_config_trains_and_the_cli_enrolls_verifies_identifies(tmp_path):
   out = face("identify", f"--database={db}", tmp_path / "broken.png")
   assert out.returncode and "image: expected a readable image file" in out.stderr
   assert "broken.png" in out.stderr
-  np.savez(tmp_path / "empty.npz", names=np.zeros(0, str), embeddings=np.zeros((0, 128)))
-  out = face("identify", f"--database={tmp_path / 'empty.npz'}", tmp_path / "b1.png")
-  assert out.returncode and "database: expected at least one enrolled identity" in out.stderr
-  np.savez(tmp_path / "other.npz", names=np.array(["x"]), embeddings=np.zeros((1, 64)))
-  out = face("identify", f"--database={tmp_path / 'other.npz'}", tmp_path / "b1.png")
-  assert out.returncode and "database: expected embeddings [G, 128]" in out.stderr
   root = _mock_lfw(tmp_path / "lfw")
   out = face("lfw", f"--lfw_dir={root}")
   assert out.returncode == 0 and "LFW, 8 pairs in 2 folds: accuracy" in out.stdout, \
@@ -288,6 +286,19 @@ def _mock_lfw(root):
       Image.fromarray(image).save(root / name / f"{name}_{n:04d}.jpg")
   (root / "pairs.txt").write_text(LFW_PAIRS)
   return root
+
+
+def test_face_database_errors(tmp_path):
+  from cnn_lab.eval.verification import load_database
+  np.savez(tmp_path / "empty.npz", names=np.zeros(0, str), embeddings=np.zeros((0, 128)))
+  with pytest.raises(ValueError, match="database: expected at least one enrolled identity"):
+    load_database(str(tmp_path / "empty.npz"), 128)
+  np.savez(tmp_path / "other.npz", names=np.array(["x"]), embeddings=np.zeros((1, 64)))
+  with pytest.raises(ValueError, match=r"database: expected embeddings \[G, 128\] from this "
+                     r"run's model, received \"shape \(1, 64\) in '.*other.npz'"):
+    load_database(str(tmp_path / "other.npz"), 128)
+  with pytest.raises(ValueError, match="database: expected an enrolled database"):
+    load_database(str(tmp_path / "missing.npz"), 128)
 
 
 def test_lfw_pairs_protocol(tmp_path):

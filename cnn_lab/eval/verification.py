@@ -12,6 +12,7 @@ threshold.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -178,3 +179,18 @@ def evaluate_faces(embeddings, labels, *, validation: tuple, gallery: tuple,
   yield "open_set_threshold", open_threshold
   yield "open_set_accuracy", float(np.mean((nearest == truth) & (d_known <= open_threshold)))
   yield "stranger_rejection", float(np.mean(d_strangers > open_threshold))
+
+
+def load_database(path: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+  """An enrolled database (`experiments.face enroll`: `names [G]` and `embeddings [G, D]`
+  in one .npz), checked: present, not empty, embeddings of this model's `dim`."""
+  if not path or not os.path.exists(path):
+    raise fail("database", "an enrolled database (.npz from `enroll`)", path)
+  with np.load(path) as f:
+    names, embeddings = f["names"], f["embeddings"]
+  if len(names) == 0:
+    raise fail("database", "at least one enrolled identity", f"{path!r} (empty)")
+  if embeddings.ndim != 2 or embeddings.shape[1] != dim:
+    raise fail("database", f"embeddings [G, {dim}] from this run's model",
+               f"shape {embeddings.shape} in {path!r}")
+  return names, embeddings
