@@ -95,7 +95,7 @@ def _draw(runs, detectors, path: str, count: int = 6):
   cfg = first.config.dataset
   source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
                                 cfg.data_dir or None)
-  pad = PadObjects(4)
+  pad = PadObjects(getattr(first.task, "max_objects", 4))
   tiles = []
   for name, run in runs.items():
     detect, state = detectors[name]

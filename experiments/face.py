@@ -46,7 +46,7 @@ FLAGS = flags.FLAGS
 COMMANDS = ("enroll", "verify", "identify", "lfw")
 
 
-class Embedder:
+class TrainedEmbedder:
   """A trained run's jitted embedding of uint8 images of any size."""
 
   def __init__(self, workdir: str):
@@ -80,7 +80,7 @@ class Embedder:
     return float(found[-1])
 
 
-def enroll(embed: Embedder, pairs: list[str]) -> None:
+def enroll(embed: TrainedEmbedder, pairs: list[str]) -> None:
   names, images = [], []
   for pair in pairs:
     name, sep, path = pair.partition("=")
@@ -116,7 +116,7 @@ def enroll(embed: Embedder, pairs: list[str]) -> None:
   print(f"enrolled {len(new)}; {len(names)} identities in {FLAGS.database}")
 
 
-def evaluate_lfw(embed: Embedder) -> None:
+def evaluate_lfw(embed: TrainedEmbedder) -> None:
   from cnn_lab.data import lfw
   from cnn_lab.eval.verification import verification_metrics
   if not FLAGS.lfw_dir:
@@ -140,7 +140,7 @@ def main(argv):
   if len(argv) < 2 or argv[1] not in COMMANDS:
     raise fail("command", f"one of {COMMANDS}", argv[1] if len(argv) > 1 else None)
   command, args = argv[1], argv[2:]
-  embed = Embedder(FLAGS.workdir)
+  embed = TrainedEmbedder(FLAGS.workdir)
   if command == "enroll":
     enroll(embed, args)
   elif command == "lfw":

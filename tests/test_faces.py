@@ -321,3 +321,17 @@ def test_lfw_pairs_protocol(tmp_path):
       lfw.read_pairs(str(root / "bad.txt"), str(root))
   with pytest.raises(ValueError, match="pairs_file: expected LFW's pairs.txt"):
     lfw.read_pairs(str(root / "missing.txt"), str(root))
+
+
+def test_binary_objective_distance_is_minus_the_pair_logit():
+  from cnn_lab.train.tasks import MetricLearning
+  rng = np.random.default_rng(0)
+  a, c, w = rng.normal(size=(70, 8)), rng.normal(size=(5, 8)), rng.normal(size=8)
+  d = MetricLearning(objective="binary").distance(w, 0.5)(a, c)  # 70 rows: two blocks
+  logits = M.pair_logits(jnp.asarray(np.repeat(a, 5, 0), jnp.float32),
+                         jnp.asarray(np.tile(c, (70, 1)), jnp.float32),
+                         jnp.asarray(w, jnp.float32), 0.5)
+  np.testing.assert_allclose(d, -np.asarray(logits).reshape(70, 5), rtol=1e-5, atol=1e-5)
+  assert MetricLearning().distance() is V.squared_distances
+  with pytest.raises(ValueError, match="metric.objective: expected one of"):
+    MetricLearning(objective="contrastive")

@@ -335,7 +335,7 @@ class MetricLearning(_Task):
   `semi_hard` online mining over P identities x K images batches
   (`IdentityBatches`, P = `identities_per_batch`), or `binary`: the Siamese pair
   classifier with binary cross-entropy over labelled pairs (`PairBatches`).
-  Evaluation (`evaluate_faces`) on identities never trained on: the threshold chosen
+  Evaluation (`evaluate_faces`) on identities never trained on: thresholds chosen
   on `validation_identities`, verification and one-shot identification on
   `gallery_identities`, rejection of `stranger_identities`.
   """
@@ -391,7 +391,13 @@ class MetricLearning(_Task):
     if self.objective != "binary":
       return squared_distances
     w, b = np.asarray(weights, np.float64), float(bias)
-    return lambda a, c: -(np.abs(np.asarray(a)[:, None] - np.asarray(c)[None]) @ w + b)
+
+    def minus_logit(a, c, rows: int = 64):  # in blocks: [rows, B, D] at a time
+      a, c = np.asarray(a, np.float64), np.asarray(c, np.float64)
+      return np.concatenate([-(np.abs(a[i:i + rows, None] - c[None]) @ w + b)
+                             for i in range(0, len(a), rows)]) if len(a) else \
+          np.zeros((0, len(c)))
+    return minus_logit
 
   def evaluate(self, eval_step, state, batches) -> Iterator[tuple[str, float]]:
     embeddings, labels, out = [], [], None
