@@ -176,8 +176,4 @@ class PostProcess:
     index, count = box_ops.nms(boxes, scores, self.iou_threshold, self.max_detections,
                                self.score_threshold,
                                classes=classes if self.class_aware else None)
-    found = index >= 0
-    safe = jnp.where(found, index, 0)
-    return {"boxes": jnp.where(found[:, None], boxes[safe], 0.0),
-            "scores": jnp.where(found, scores[safe], 0.0),
-            "classes": jnp.where(found, classes[safe], -1), "count": count}
+    return box_ops.kept(index, count, boxes, scores, classes)

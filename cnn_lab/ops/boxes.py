@@ -162,6 +162,16 @@ def _greedy_nms(boxes, scores, classes, iou_threshold, score_threshold, max_outp
   return kept, count
 
 
+def kept(index, count, boxes, scores, classes) -> dict:
+  """`nms`'s padded `(index, count)` -> fixed-size detections {"boxes" `[D, 4]`,
+  "scores" `[D]`, "classes" `[D]`, "count"}, zeros (class -1) on padding rows."""
+  found = index >= 0
+  safe = jnp.where(found, index, 0)
+  return {"boxes": jnp.where(found[:, None], boxes[safe], 0.0),
+          "scores": jnp.where(found, scores[safe], 0.0),
+          "classes": jnp.where(found, classes[safe], -1), "count": count}
+
+
 def batched_nms(boxes, scores, iou_threshold: float, max_outputs: int,
                 score_threshold: float = -np.inf, classes=None):
   """`nms` over a batch under `jax.vmap`: boxes `[B, N, 4]`, scores `[B, N]`
