@@ -20,7 +20,6 @@ original release (`cnn_lab.data.lfw`; nothing is downloaded).
 
 import os
 
-import jax
 import numpy as np
 from absl import flags
 
@@ -32,7 +31,7 @@ from cnn_lab.eval.verification import identify, load_database
 from cnn_lab.ops._checks import fail
 from cnn_lab.train import launch
 from cnn_lab.train.metrics import read_metrics
-from cnn_lab.train.restore import load_run
+from cnn_lab.train.restore import embedder, load_run
 
 flags.DEFINE_string("workdir", None, "A metric-learning run's workdir (experiments.train).")
 flags.DEFINE_string("database", None, "Enrolled embeddings (.npz) for enroll / identify.")
@@ -56,10 +55,7 @@ class TrainedEmbedder:
                  f"task {self.run.config.task!r}")
     cfg = self.run.config.dataset
     self.preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
-    from flax import nnx
-    graphdef, state = nnx.split(self.run.model)
-    self._embed = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)["embedding"])
-    self._state = state
+    self._embed, self._state = embedder(self.run)
     model = self.run.model  # the task's dissimilarity: binary uses the pair classifier
     self.distance = self.run.task.distance(model.pair_weights[...], model.pair_bias[...])
 

@@ -17,11 +17,9 @@ A workdir whose run finished is reused; delete it to measure again.
 import json
 import os
 
-import jax
 import matplotlib
 import numpy as np
 from absl import flags
-from flax import nnx
 from PIL import Image, ImageDraw
 
 from cnn_lab.benchmarks.report import format_table
@@ -31,7 +29,7 @@ from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import Preprocess
 from cnn_lab.eval.verification import identify
 from cnn_lab.train import launch
-from cnn_lab.train.restore import load_run
+from cnn_lab.train.restore import embedder, load_run
 from cnn_lab.viz import grid
 
 matplotlib.use("Agg")
@@ -60,8 +58,7 @@ def held_out(run):
 
 
 def embed(run, x, batch: int = 200) -> np.ndarray:
-  graphdef, state = nnx.split(run.model)
-  f = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)["embedding"])
+  f, state = embedder(run)
   return np.concatenate([np.asarray(f(state, x[i:i + batch])) for i in range(0, len(x), batch)])
 
 

@@ -272,7 +272,6 @@ class IdentityBatches:
       raise fail("identities", f"2 to {len(self.members)} identities per batch (those "
                  "with 2 or more images)", identities)
     self.identities, self.images, self.seed = identities, images, seed
-    self.batch = identities * images
 
   def __call__(self, i: int) -> np.ndarray:
     rng = np.random.default_rng((self.seed, int(i)))

@@ -61,6 +61,13 @@ def detector(run: TrainedRun):
   return jax.jit(lambda state, x: predict(run.task, nnx.merge(graphdef, state)(x))), state
 
 
+def embedder(run: TrainedRun):
+  """-> (jitted `embed(state, images [N, S, S, C])` -> embeddings `[N, D]`, state), for a
+  metric-learning run."""
+  graphdef, state = nnx.split(run.model)
+  return jax.jit(lambda state, x: nnx.merge(graphdef, state)(x)["embedding"]), state
+
+
 def load_run(workdir: str) -> TrainedRun:
   """Rebuilds config, task (with what it fitted, e.g. anchors) and model; restores the
   latest readable checkpoint of `workdir`."""
