@@ -55,7 +55,7 @@ def main(argv):
   if "train" in names:
     info["matmul_peak_gflops"] = train_suite.matmul_peak_gflops(512 if FLAGS.quick else 2048)
   print(f"machine: {info['cpu']}, {info['cores']} cores, backend {info['backend']}, "
-        f"{len(info['devices'])} device(s), jax {info['jax']}"
+        f"{len(info['devices'])} device(s) ({info['device_kind']}), jax {info['jax']}"
         + (f", float32 matmul peak {info['matmul_peak_gflops']:.0f} GFLOP/s"
            if "matmul_peak_gflops" in info else ""))
   print("GFLOP/s: 2 FLOPs per multiply-add; a training step (forward+backward) counts as "

@@ -32,7 +32,8 @@ def machine() -> dict:
   except OSError:
     pass
   return {"cpu": cpu, "cores": os.cpu_count(), "backend": jax.default_backend(),
-          "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+          "devices": [str(d) for d in jax.devices()], "device_kind": jax.devices()[0].device_kind,
+          "jax": jax.__version__,
           "python": platform.python_version()}
 
 
