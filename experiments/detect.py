@@ -57,8 +57,7 @@ def main(argv):
 
   items = [(os.path.splitext(os.path.basename(p))[0], load_image(p), None) for p in argv[1:]]
   if FLAGS.examples:
-    spec = datasets.spec(cfg.name)
-    source = datasets.load_source(cfg.name, spec.eval_split, cfg.data_dir or None)
+    source = datasets.load_source(cfg.name, datasets.splits(cfg)[1], cfg.data_dir or None)
     pad = PadObjects(getattr(run.task, "max_objects", 1))
     for i in range(min(FLAGS.examples, len(source))):
       record = pad(source[i])

@@ -86,7 +86,7 @@ def enroll(embed: TrainedEmbedder, pairs: list[str]) -> None:
     images.append(load_image(path))
   if FLAGS.held_out:
     cfg = embed.run.config.dataset
-    source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+    source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
                                   cfg.data_dir or None)
     lo, hi = embed.run.task.gallery_identities
     seen = set()

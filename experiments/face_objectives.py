@@ -49,7 +49,7 @@ COLUMNS = ("verification_accuracy", "verification_roc_auc", "verification_eer",
 def held_out(run):
   """The run's evaluation photographs: (uint8 images, labels, normalised inputs)."""
   cfg = run.config.dataset
-  source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
                                 cfg.data_dir or None)
   images = np.stack([source[i]["image"] for i in range(len(source))])
   labels = np.array([source[i]["label"] for i in range(len(source))])

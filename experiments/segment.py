@@ -47,7 +47,7 @@ def main(argv):
 
   items = [(os.path.splitext(os.path.basename(p))[0], load_image(p), None) for p in argv[1:]]
   if FLAGS.examples:
-    source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+    source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
                                   cfg.data_dir or None)
     encode = run.task.encode()
     for i in range(min(FLAGS.examples, len(source))):

@@ -63,7 +63,7 @@ def _run_setup():
   run = load_run(FLAGS.workdir)
   cfg = run.config.dataset
   preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
-  source = datasets.load_source(cfg.name, datasets.spec(cfg.name).eval_split,
+  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
                                 cfg.data_dir or None)
   records = [source[i]["image"] for i in range(min(len(source), 500))]
   batch = preprocess({"image": np.stack(records)})["image"]

@@ -105,21 +105,26 @@ def test_catalog_dataset_offline_fails_at_once_in_one_line(monkeypatch, tmp_path
   monkeypatch.setattr(datasets, "_network_reachable",
                       lambda *a, **k: "gaierror: Name or service not known")
   with pytest.raises(datasets.DatasetUnavailableError) as info:
-    datasets.load_source("mnist", "train", str(tmp_path))
+    datasets.load_source("fashion_mnist", "train", str(tmp_path))
   message = str(info.value)
   assert "\n" not in message
-  assert "dataset 'mnist' is not prepared" in message and "cannot be downloaded" in message
-  assert "tfds build mnist" in message
+  assert "dataset 'fashion_mnist' is not prepared" in message and "cannot be downloaded" in message
+  assert "pip install -e '.[tf]' && tfds build fashion_mnist" in message
 
 
 def test_catalog_builder_and_feature_spec_offline(tmp_path):
-  """The mnist path as far as it goes offline: its builder, features and our spec agree."""
+  """TFDS's catalog mnist and our embedded one (`lecun_mnist`) have the same features,
+  which our spec states."""
   import tensorflow_datasets as tfds
-  builder = tfds.builder("mnist", data_dir=str(tmp_path), file_format="array_record")
-  features = builder.info.features
-  assert features["image"].shape == datasets.spec("mnist").image_shape
-  assert features["label"].num_classes == datasets.spec("mnist").num_classes
-  assert not builder.is_prepared()
+  catalog = tfds.builder("mnist", data_dir=str(tmp_path), file_format="array_record")
+  ours = tfds.builder(datasets.builder_name("mnist"), data_dir=str(tmp_path),
+                      file_format="array_record")
+  for builder in (catalog, ours):
+    features = builder.info.features
+    assert features["image"].shape == datasets.spec("mnist").image_shape
+    assert features["label"].num_classes == datasets.spec("mnist").num_classes
+    assert not builder.is_prepared()
+  assert ours.info.features["image"].dtype == np.uint8  # the catalog's is a PNG of uint8
 
 
 @pytest.mark.parametrize("name,size", [("cifar10", 32), ("imagenette", 40)])

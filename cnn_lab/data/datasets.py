@@ -3,12 +3,21 @@
 `load_source(name, split, data_dir)` returns a random-access source
 (`tfds.data_source`, array_record) of dicts with `image` `[H, W, C]` uint8 and
 `label` int. Switching from `digits` to `mnist` is a config value.
+
+Embedded datasets are prepared under a file lock (two processes preparing the same
+one: the second waits and reuses the first's), checked on every open (a split whose
+first or last record does not read back, or a version folder without its
+`dataset_info.json`, e.g. from a killed first run, is deleted and prepared again,
+with a warning).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
+import shutil
 import socket
 
 import tensorflow_datasets as tfds
@@ -16,6 +25,7 @@ from absl import logging
 
 from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
 from cnn_lab.data import faces as _faces
+from cnn_lab.data import mnist as _mnist
 from cnn_lab.data import shapes as _shapes
 from cnn_lab.ops._checks import fail
 
@@ -29,11 +39,13 @@ class DatasetSpec:
   train_split: str = "train"
   eval_split: str = "test"
   embedded: bool = False
+  builder: str = ""  # the TFDS builder's name, where it is not the dataset's
 
 
 SPECS = {
     "digits": DatasetSpec(10, (8, 8, 1), embedded=True),
-    "mnist": DatasetSpec(10, (28, 28, 1)),
+    # the real MNIST, embedded (cnn_lab.data.mnist); TFDS's catalog builder owns `mnist`
+    "mnist": DatasetSpec(10, (28, 28, 1), embedded=True, builder="lecun_mnist"),
     "fashion_mnist": DatasetSpec(10, (28, 28, 1)),
     "cifar10": DatasetSpec(10, (32, 32, 3)),
     "imagenette": DatasetSpec(10, (None, None, 3), eval_split="validation"),
@@ -81,25 +93,90 @@ def _network_reachable(host: str = "storage.googleapis.com", timeout: float = 3.
     return f"{type(e).__name__}: {e}"
 
 
+def builder_name(name: str) -> str:
+  """The TFDS builder that holds dataset `name`."""
+  return spec(name).builder or name
+
+
+@contextlib.contextmanager
+def _preparation_lock(data_dir: str, name: str):
+  """An exclusive lock per dataset and data dir (local dirs; a bucket is not locked)."""
+  if "://" in data_dir:
+    yield
+    return
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, f".{name.replace('/', '_')}.lock"), "w") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+    yield
+
+
+def _damage(builder) -> str | None:
+  """None when every split's first and last record read back, else what failed."""
+  try:
+    for split, info in builder.info.splits.items():
+      source = builder.as_data_source(split)
+      if len(source) != info.num_examples:
+        return f"split {split} holds {len(source)} of {info.num_examples} records"
+      for i in {0, len(source) - 1} if len(source) else ():
+        if source[i] is None:
+          return f"record {i} of split {split} is empty"
+  except Exception as e:  # noqa: BLE001  any failure to read means damage
+    return f"{type(e).__name__}: {e}"
+  return None
+
+
+def _prepare_embedded(name: str, data_dir: str):
+  tfds_name = builder_name(name)
+  if tfds_name != name and "://" not in data_dir and os.path.isdir(os.path.join(data_dir, name)):
+    logging.info("Using the embedded %s (%s) in %s; the TFDS catalog %s prepared there is "
+                 "not used: it holds the same images in another record order, and the "
+                 "embedded one keeps the published order (see cnn_lab/data/%s.py).", name,
+                 tfds_name, data_dir, name, name)
+  with _preparation_lock(data_dir, tfds_name):
+    builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+    if builder.is_prepared():
+      damage = _damage(builder)
+      if damage is None:
+        return builder
+      logging.warning("Dataset %s in %s is damaged (%s); preparing it again.", name,
+                      builder.data_dir, damage)
+    if os.path.isdir(builder.data_dir):  # damaged, or left without dataset_info.json
+      shutil.rmtree(builder.data_dir)
+      builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+    logging.info("Preparing dataset %s in %s", name, data_dir)
+    builder.download_and_prepare(file_format="array_record")
+    return builder
+
+
 def prepare(name: str, data_dir: str | None = None):
   """Prepares `name` as array_record under `data_dir` if needed; returns the builder."""
   embedded = spec(name).embedded  # validates the name first
   data_dir = data_dir_or_default(data_dir)
+  if embedded:
+    return _prepare_embedded(name, data_dir)
   builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   if builder.is_prepared():
     return builder
-  if not embedded:
-    reason = _network_reachable()
-    if reason is not None:
-      # TFDS would retry each download for minutes; say it at once instead.
-      raise DatasetUnavailableError(
-          f"dataset '{name}' is not prepared in {data_dir} and cannot be downloaded "
-          f"({reason}); prepare it where there is network with `pip install "
-          f"'cnn_lab[tf]' && tfds build {name} --file_format=array_record "
-          f"--data_dir={data_dir}` and copy the folder here, or use dataset='digits'")
+  reason = _network_reachable()
+  if reason is not None:
+    # TFDS would retry each download for minutes; say it at once instead.
+    raise DatasetUnavailableError(
+        f"dataset '{name}' is not prepared in {data_dir} and cannot be downloaded "
+        f"({reason}); prepare it where there is network with `pip install "
+        f"-e '.[tf]' && tfds build {name} --file_format=array_record "
+        f"--data_dir={data_dir}` and copy the folder here, or use dataset='digits'")
   logging.info("Preparing dataset %s in %s", name, data_dir)
   builder.download_and_prepare(file_format="array_record")
   return builder
+
+
+def splits(dataset) -> tuple[str, str]:
+  """(training split, evaluation split) of a config's `dataset` section: its own
+  `train_split` / `eval_split` where set (e.g. MNIST's hold-out `train[50000:]`),
+  else the dataset's."""
+  default = spec(dataset.name)
+  return (dataset.get("train_split", "") or default.train_split,
+          dataset.get("eval_split", "") or default.eval_split)
 
 
 def load_source(name: str, split: str, data_dir: str | None = None):
@@ -108,5 +185,4 @@ def load_source(name: str, split: str, data_dir: str | None = None):
   names = [part.split("[")[0] for part in split.split("+")]  # "train[:80%]+validation"
   if builder.info.splits and any(n not in builder.info.splits for n in names):
     raise fail("split", f"one of {sorted(builder.info.splits)} (slices allowed)", split)
-  return tfds.data_source(name, split=split, data_dir=data_dir_or_default(data_dir),
-                          download=False, builder_kwargs=dict(file_format="array_record"))
+  return builder.as_data_source(split)

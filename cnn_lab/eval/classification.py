@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_lab.ops._checks import fail
 
 
 def sum_batches(eval_step: Callable, state, batches: Iterable) -> dict:
@@ -26,3 +30,46 @@ def evaluate_classification(eval_step: Callable, state, batches: Iterable,
   yield prefix + "loss", float(totals["loss"]) / max(count, 1.0)
   yield prefix + "accuracy", float(totals["correct"]) / max(count, 1.0)
   yield prefix + "count", count
+
+
+# ------------------------------------------------------------- doing well on benchmarks
+# Test-time augmentation and ensembles (the course's "state of computer vision"):
+# average the class probabilities of several views of each image and/or several
+# independently trained models. They cost inference time, never training time.
+
+SHIFTS = {1: ((0, 0),),
+          5: ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+          9: tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))}
+
+
+def shifted_view(images, dy: int, dx: int):
+  """`[N, H, W, C]` moved by (dy, dx) pixels, the uncovered border repeating the edge
+  (the background, for digits); the same shape."""
+  if not (dy or dx):
+    return images
+  p = max(abs(dy), abs(dx))
+  padded = jnp.pad(images, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
+  h, w = images.shape[1:3]
+  return padded[:, p - dy:p - dy + h, p - dx:p - dx + w]
+
+
+def check_crops(crops: int) -> tuple:
+  if crops not in SHIFTS:
+    raise fail("crops", f"one of {sorted(SHIFTS)} (the centre, +4 or +8 one-pixel shifts)",
+               crops)
+  return SHIFTS[crops]
+
+
+def tta_probabilities(logits_fn: Callable, images, crops: int = 1):
+  """Mean softmax probabilities `[N, K]` of `logits_fn` over `crops` one-pixel-shifted
+  views of `images` `[N, H, W, C]` (1: the image alone)."""
+  views = [jax.nn.softmax(logits_fn(shifted_view(images, dy, dx)).astype(jnp.float32), -1)
+           for dy, dx in check_crops(crops)]
+  return sum(views) / len(views)
+
+
+def confusion_matrix(truth, predicted, num_classes: int):
+  """`[K, K]` int64 counts, row = true class, column = predicted; exact at any size."""
+  truth, predicted = np.asarray(truth, np.int64), np.asarray(predicted, np.int64)
+  return np.bincount(truth * num_classes + predicted,
+                     minlength=num_classes * num_classes).reshape(num_classes, num_classes)

@@ -9,9 +9,13 @@ Classic LeNet-5, 32x32x1 input; 60,000 trainable parameters before the output la
   C5  120@5x5 conv                   48,120
   F6  84 units                       10,164
 Every hidden unit is squashed by f(a) = 1.7159 tanh(2a/3) (the paper's appendix A).
-The paper's output layer is 10 Euclidean RBF units with fixed +-1 bitmaps and a
-special loss; here it is a trained linear layer with softmax cross-entropy
-(84 x 10 + 10 = 850 parameters), as every modern re-implementation does.
+The output layer is, by default, a trained linear layer with softmax cross-entropy
+(84 x 10 + 10 = 850 parameters), as every modern re-implementation does; with
+`output="rbf"` it is the paper's: one Euclidean RBF unit per class,
+y_i = sum_j (x_j - w_ij)^2, whose centres w_i are fixed +-1 bitmaps of the digits in
+a 7x12 grid (`RBF_BITMAPS`, drawn here in the paper's format; no trainable
+parameters). The model returns -y as logits, so softmax cross-entropy on them is the
+paper's MAP criterion E = y_D + log(exp(-j) + sum_i exp(-y_i)) as j -> infinity.
 
 Modern LeNet-5: ReLU, 2x2 max pooling, full C3, optional dropout (61,706 parameters).
 
@@ -98,12 +102,61 @@ class SparseConv(nnx.Module):
     return y
 
 
+# The RBF centres: a 7-wide, 12-high bitmap per digit ('#' = +1, '.' = -1), as the
+# paper's Figure 3 draws its output codes.
+RBF_BITMAPS = (
+    (".......", "..###..", ".#...#.", "#.....#", "#.....#", "#.....#", "#.....#", "#.....#",
+     "#.....#", ".#...#.", "..###..", "......."),
+    (".......", "...#...", "..##...", ".#.#...", "...#...", "...#...", "...#...", "...#...",
+     "...#...", "...#...", ".#####.", "......."),
+    (".......", "..###..", ".#...#.", "#.....#", "......#", ".....#.", "....#..", "...#...",
+     "..#....", ".#.....", "#######", "......."),
+    (".......", ".#####.", "#.....#", "......#", "......#", "..####.", "......#", "......#",
+     "......#", "#.....#", ".#####.", "......."),
+    (".......", ".....#.", "....##.", "...#.#.", "..#..#.", ".#...#.", "#######", ".....#.",
+     ".....#.", ".....#.", ".....#.", "......."),
+    (".......", "#######", "#......", "#......", "#......", "######.", "......#", "......#",
+     "......#", "#.....#", ".#####.", "......."),
+    (".......", "..####.", ".#.....", "#......", "#......", "######.", "#.....#", "#.....#",
+     "#.....#", "#.....#", ".#####.", "......."),
+    (".......", "#######", "......#", ".....#.", ".....#.", "....#..", "....#..", "...#...",
+     "...#...", "..#....", "..#....", "......."),
+    (".......", ".#####.", "#.....#", "#.....#", "#.....#", ".#####.", "#.....#", "#.....#",
+     "#.....#", "#.....#", ".#####.", "......."),
+    (".......", ".#####.", "#.....#", "#.....#", "#.....#", "#.....#", ".######", "......#",
+     "......#", ".....#.", ".####..", "......."),
+)
+
+
+def rbf_centres() -> np.ndarray:
+  """`[84, 10]` float32 +-1: column i is digit i's 7x12 bitmap, row by row."""
+  return np.array([[1.0 if c == "#" else -1.0 for row in bitmap for c in row]
+                   for bitmap in RBF_BITMAPS], np.float32).T
+
+
+class RBFOutput(nnx.Module):
+  """The paper's output layer: `[N, 84]` -> minus the squared distances to fixed
+  centres `[N, K]` (no trainable parameters)."""
+
+  def __init__(self, num_classes: int = 10):
+    if num_classes != len(RBF_BITMAPS):
+      raise ValueError(f"num_classes: expected {len(RBF_BITMAPS)} for output='rbf' (one "
+                       f"bitmap per digit), received {num_classes}")
+    self.centres = tuple(map(tuple, rbf_centres().tolist()))  # static: not a parameter
+
+  def __call__(self, x):
+    w = jnp.asarray(self.centres, x.dtype)
+    y = jnp.sum(x * x, -1, keepdims=True) - 2.0 * x @ w + jnp.sum(w * w, 0)
+    record(self, "rbf", y.shape, math.prod(x.shape) * y.shape[-1])
+    return -y
+
+
 class LeNet5(nnx.Module):
   """LeNet-5. `x: [N, S, S, in_channels]` (S >= 32 classic, >= 28 modern) -> logits `[N, K]`."""
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1, input_size: int = 32,
-               classic: bool = True, dropout: float = 0.0, impl: str = "xla",
-               dtype=None, rngs: nnx.Rngs):
+               classic: bool = True, dropout: float = 0.0, output: str = "linear",
+               impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32 if classic else 28,
                 "LeNet-5 classic (C5 is 5x5 on a 5x5 map)" if classic else "modern LeNet-5")
     self.classic = classic
@@ -125,7 +178,10 @@ class LeNet5(nnx.Module):
       self.c5 = nn.Dense(flat, 120, dtype=dtype, rngs=rngs)
       flat = 120
     self.f6 = nn.Dense(flat, 84, dtype=dtype, rngs=rngs)
-    self.output = nn.Dense(84, num_classes, dtype=dtype, rngs=rngs)
+    if output not in ("linear", "rbf"):
+      raise ValueError(f"output: expected 'linear' or 'rbf', received {output!r}")
+    self.output = nn.Dense(84, num_classes, dtype=dtype, rngs=rngs) if output == "linear" \
+        else RBFOutput(num_classes)
     self.dropout = nnx.Dropout(dropout) if dropout else None
 
   def features(self, x, *, train: bool = False, rngs=None):

@@ -104,7 +104,7 @@ def input_pipelines(config, mesh, task):
   spec = datasets.spec(cfg.name)
   data_dir = cfg.data_dir or None
   source = lambda split: datasets.load_source(cfg.name, split, data_dir)
-  train_src, eval_src = source(spec.train_split), source(spec.eval_split)
+  train_src, eval_src = map(source, datasets.splits(cfg))
   per_record = None in spec.image_shape  # images of varying size: resize before batching
   wrap = InMemorySource if cfg.cache and not per_record else SelectKeys
   train_src, eval_src = (wrap(s, task.keys, task.encode()) for s in (train_src, eval_src))
