@@ -124,7 +124,7 @@ def test_catalog_builder_and_feature_spec_offline(tmp_path):
     assert features["image"].shape == datasets.spec("mnist").image_shape
     assert features["label"].num_classes == datasets.spec("mnist").num_classes
     assert not builder.is_prepared()
-  assert ours.info.features["image"].dtype == np.uint8  # the catalog's is a PNG of uint8
+  assert ours.info.features["image"].np_dtype == np.uint8  # the catalog's is a PNG of uint8
 
 
 @pytest.mark.parametrize("name,size", [("cifar10", 32), ("imagenette", 40)])

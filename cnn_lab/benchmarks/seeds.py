@@ -46,7 +46,11 @@ def cached_run(config: str, workdir: str) -> dict:
 
 
 def summary(rows: list[dict], key: str = "eval/accuracy") -> dict:
+  """The mean row: mean, sample standard deviation, min and max of `key`; mean and max
+  wall time."""
   values = [r[key] for r in rows]
   return {"seed": "mean", key: statistics.mean(values),
+          "std_" + key: statistics.stdev(values) if len(values) > 1 else 0.0,
           "wall_s": statistics.mean(r["wall_s"] for r in rows),
-          "min_" + key: min(values), "max_wall_s": max(r["wall_s"] for r in rows)}
+          "min_" + key: min(values), "max_" + key: max(values),
+          "max_wall_s": max(r["wall_s"] for r in rows)}

@@ -15,20 +15,25 @@ Results, seeds 0, 1, 2, 2 CPU cores (README "LeNet-5 on the real MNIST"):
               network still underfits the jittered digits; 40 epochs 0.51% validation
               error with dropout 0.1 and without (no dropout kept: simpler).
   :classic    LeNet-5 as the paper trained it: the 1998 network (scaled tanh,
-              trainable subsampling, C3's connection table, 32x32 input by padding)
-              with the paper's output layer, 10 Euclidean RBF units whose centres are
-              fixed +-1 7x12 bitmaps of the digits, trained with the paper's MAP
-              criterion as its j -> infinity limit (softmax cross-entropy over minus
-              the distances); 20 passes without distortions, the paper's step-down
-              learning-rate schedule (x1, x0.4, x0.2, x0.1, x0.02 after 2, 5, 8, 12
-              passes); Adam in place of the paper's stochastic diagonal
-              Levenberg-Marquardt (both scale each parameter's step), batches of 32
-              instead of single examples. Paper: 0.95% test error.
-              Expected: mean test error <= 0.95%.
+              trainable subsampling, C3's connection table, 32x32 input by padding,
+              the paper's input scaling: background -0.1, ink 1.175) with the
+              paper's output layer, 10 Euclidean RBF units whose centres are fixed
+              +-1 7x12 bitmaps of the digits (60,000 trainable parameters in all);
+              20 passes without distortions, the paper's step-down learning-rate
+              schedule (x1, x0.4, x0.2, x0.1, x0.02 after 2, 5, 8, 12 passes).
+              Stand-ins, each chosen on the :validation split (README): Adam in place
+              of the paper's stochastic diagonal Levenberg-Marquardt (both scale each
+              parameter's step; SGD with momentum diverged with the RBF head),
+              batches of 32 instead of single examples, and softmax cross-entropy
+              over minus the distances with label smoothing 0.1 for the paper's MAP
+              criterion E = y_D + log(exp(-j) + sum_i exp(-y_i)), whose constant j
+              stops pushing the wrong classes away once they are far, as smoothing
+              does (1.21% validation error without smoothing, 0.98% with).
+              Paper: 0.95% test error.
   :distorted  :classic with the affine distortions above (the paper's distortions:
               translations, scaling, squeezing, shearing). Paper: 0.8%.
   :resnet20   He et al.'s CIFAR ResNet-20 on the padded digits with the default
-              recipe, 3 epochs (about 10 minutes on 2 cores).
+              recipe, 2.5 epochs (under 10 minutes on 2 cores).
   :validation hold out the last 10,000 training images: train on `train[:50000]`,
               evaluate on `train[50000:]` (the split used to choose a recipe).
   :test       a few steps, for the test suite.
@@ -41,35 +46,16 @@ with test-time augmentation and as an ensemble.
 
 import ml_collections
 
+from experiments.configs import lenet5_digits
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.task = "classification"
-  c.seed = 0
-
-  c.dataset = ml_collections.ConfigDict(dict(
-      name="mnist", data_dir="", cache=True, image_size=32, mean=0.5, std=0.5,
-      resize_method="pad", train_split="", eval_split=""))  # "": the dataset's own
-  c.model = ml_collections.ConfigDict(dict(name="lenet5_modern", dropout=0.0, impl="xla"))
-  c.augment = ml_collections.ConfigDict(dict(
-      max_rotation=10.0, max_scale=0.1, max_shift=2.0, fill=-1.0))  # fill = background
-  c.loss = ml_collections.ConfigDict(dict(label_smoothing=0.1))
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=3e-3, weight_decay=1e-3, b1=0.9, b2=0.999,
-      momentum=0.9, nesterov=False, grad_clip_norm=0.0))
-  c.schedule = ml_collections.ConfigDict(dict(
-      name="warmup_cosine", warmup_steps=200, end_factor=0.0, boundaries=(0.5, 0.75),
-      scales=(0.1, 0.1)))
-
-  c.batch_size = 128
-  c.eval_batch_size = 500
-  c.local_devices = 1  # LeNet-5 is dispatch-bound: one device is faster on 2 cores
-  c.compute_dtype = "float32"
-  c.num_epochs = 40.0
-  c.num_train_steps = -1
-  c.log_every_steps = 100
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
+  c = lenet5_digits.get_config()  # the digits recipe, changed where MNIST asks it
+  c.dataset.update(name="mnist", resize_method="pad", train_split="", eval_split="")
+  c.model.dropout = 0.0
+  c.schedule.warmup_steps = 200
+  c.batch_size, c.eval_batch_size, c.num_epochs = 128, 500, 40.0
+  c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 100, 1000, 1000
   c.keep_checkpoints = 2
 
   for preset in (arg or "").split(","):
@@ -80,7 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.schedule.warmup_steps = 5
     elif preset in ("classic", "distorted"):
       c.model = ml_collections.ConfigDict(dict(name="lenet5", output="rbf", impl="xla"))
-      c.loss.label_smoothing = 0.0
+      # the paper's input scaling: background -0.1, ink 1.175 (mean ~0, variance ~1)
+      c.dataset.update(mean=0.078431, std=0.784314)
+      c.augment.fill = -0.1
       c.optimizer.update(name="adam", learning_rate=1e-3, weight_decay=0.0)
       # the paper's passes 1-2, 3-5, 6-8, 9-12, 13-20 (fractions of 20 passes)
       c.schedule.update(name="piecewise", boundaries=(0.1, 0.25, 0.4, 0.6),
@@ -92,8 +80,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif preset == "resnet20":
       c.model = ml_collections.ConfigDict(dict(name="resnet20_cifar", impl="xla"))
       c.optimizer.weight_decay = 1e-4
-      c.num_epochs, c.local_devices = 3.0, 0
-      c.log_every_steps, c.eval_every_steps = 50, 500
+      c.num_epochs, c.local_devices = 2.5, 0
+      c.log_every_steps, c.eval_every_steps = 50, 1000
     elif preset == "validation":
       c.dataset.update(train_split="train[:50000]", eval_split="train[50000:]")
     elif preset in ("gpu", "tpu"):  # bfloat16, all devices, 4x / 16x the batch
