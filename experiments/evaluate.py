@@ -6,8 +6,9 @@ r"""Trained classifiers alone, with test-time augmentation, and as an ensemble.
 Every workdir is a finished classification run of the same dataset and preprocessing
 (e.g. `experiments.seeds` of one config). On the runs' evaluation split it prints one
 row per way of predicting, with what each costs at inference:
-  - each model alone (the centre view), and with `--crops` views (the image and its
-    one-pixel shifts; 5: +4 neighbours, 9: the 3x3 grid), probabilities averaged;
+  - each model alone (the centre view), and the first (every one with --crops_each)
+    with `--crops` views (the image and its one-pixel shifts; 5: +4 neighbours, 9: the
+    3x3 grid), probabilities averaged;
   - the ensemble of all models (their probabilities averaged), alone and with the crops.
 Inference time is the whole split through the jitted models on this machine, batch
 `--batch`, compilation excluded (median of `--repeats`). For the best row it draws the
@@ -37,6 +38,8 @@ from cnn_lab.viz.classification import plot_confusion, plot_misclassified
 
 flags.DEFINE_list("workdirs", None, "Finished classification runs, comma-separated.")
 flags.DEFINE_integer("crops", 9, f"Views per image for test-time augmentation: {sorted(SHIFTS)}.")
+flags.DEFINE_bool("crops_each", False, "Test-time augmentation for every model alone too "
+                  "(by default for the first one; it costs as much as the ensemble's).")
 flags.DEFINE_integer("batch", 1000, "Images per inference call.")
 flags.DEFINE_integer("repeats", 3, "Timed passes over the split; the median is reported.")
 flags.DEFINE_integer("show", 60, "How many misclassified images to draw.")
@@ -134,8 +137,8 @@ def main(argv):
   images, labels = evaluation_split(runs[0].config)
   fns = [logits_function(r) for r in runs]
   rows, kept = [], {}
-  for workdir, fn in zip(FLAGS.workdirs, fns):
-    for crops in sorted({1, FLAGS.crops}):
+  for i, (workdir, fn) in enumerate(zip(FLAGS.workdirs, fns)):
+    for crops in sorted({1, FLAGS.crops if i == 0 or FLAGS.crops_each else 1}):
       probs, seconds = timed([fn], images, crops, FLAGS.batch, FLAGS.repeats)
       name = os.path.basename(os.path.normpath(workdir)) + (f" + {crops} crops" if crops > 1
                                                             else "")

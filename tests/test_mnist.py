@@ -134,8 +134,14 @@ PREPARE = ("from cnn_lab.data import datasets; "
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory):
-  """The real MNIST prepared from an empty data dir by two processes at once."""
-  data_dir = str(tmp_path_factory.mktemp("mnist"))
+  """The real MNIST prepared from an empty data dir by two processes at once.
+
+  The dir is this test session's, shared by its xdist workers (the preparation lock
+  makes that safe): the first worker's two processes prepare it, any later one reuses it.
+  """
+  session = tmp_path_factory.getbasetemp()
+  session = session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
+  data_dir = str(session / "mnist")
   env = {**os.environ, "CNN_LAB_DATA_DIR": data_dir, "JAX_PLATFORMS": "cpu"}
   procs = [subprocess.Popen([sys.executable, "-c", PREPARE], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,12 +243,19 @@ def test_mnist_config_trains_and_evaluate_reports_tta_and_ensemble(mnist_dir, tm
   assert done.returncode == 0, done.stderr[-3000:]
   results = json.loads((out / "results.json").read_text())
   names = [r["predictor"] for r in results["rows"]]
-  assert names == ["seed0", "seed0 + 5 crops", "seed1", "seed1 + 5 crops", "ensemble of 2",
+  assert names == ["seed0", "seed0 + 5 crops", "seed1", "ensemble of 2",
                    "ensemble of 2 + 5 crops"]
   matrix = np.array(results["confusion_matrix"])
   best = next(r for r in results["rows"] if r["predictor"] == results["best"])
   assert matrix.sum() == 1000 and 1000 - np.trace(matrix) == best["errors"]
   assert (out / "errors.png").stat().st_size > 0 and (out / "confusion.png").stat().st_size > 0
+  from cnn_lab.train.restore import load_run
+  from experiments.evaluate import check_comparable
+  runs = [load_run(w) for w in workdirs]
+  runs[1].config.dataset.eval_split = "test[:500]"
+  with pytest.raises(ValueError, match=r"workdirs: expected runs on the same data .* "
+                                       r"received .*seed1.*test\[:500\]"):
+    check_comparable(runs, workdirs)
 
 
 def test_mnist_config_presets():

