@@ -27,7 +27,12 @@ from absl import logging
 PIP_NETWORK = ("--retries", "0", "--timeout", "3")
 
 
-class FetchError(RuntimeError):
+class UnavailableError(RuntimeError):
+  """Data this machine cannot have now (no network, not prepared); the message says what
+  to do. Entry points report it in one line (`cnn_lab.train.launch.run`)."""
+
+
+class FetchError(UnavailableError):
   """The file is not cached and could not be fetched (or was fetched with other bytes)."""
 
 

@@ -26,6 +26,7 @@ from absl import logging
 from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
 from cnn_lab.data import faces as _faces
 from cnn_lab.data import mnist as _mnist
+from cnn_lab.fetch import UnavailableError
 from cnn_lab.data import shapes as _shapes
 from cnn_lab.ops._checks import fail
 
@@ -69,7 +70,7 @@ SPECS = {
 }
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(UnavailableError):
   """A catalog dataset is neither prepared locally nor downloadable."""
 
 

@@ -9,6 +9,8 @@ import sys
 import ml_collections
 from absl import app
 
+from cnn_lab.fetch import UnavailableError
+
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`path/to/config.py[:preset,...]` -> `get_config(preset)`, as config_flags reads it."""
@@ -57,7 +59,8 @@ def quiet_library_logs() -> None:
 
 def run(main, argv: list[str] | None = None, flag: str = "config") -> None:
   """`absl.app.run(main)` on every CPU core, after checking config override keys with a
-  clear message."""
+  clear message; data that cannot be fetched or is not prepared ends in one `error:`
+  line (exit status 1), not a traceback."""
   use_every_cpu_core()
   quiet_library_logs()
   argv = list(sys.argv if argv is None else argv)
@@ -67,7 +70,10 @@ def run(main, argv: list[str] | None = None, flag: str = "config") -> None:
       check_override_keys(load_config(spec), argv, flag)
     except ValueError as e:
       sys.exit(f"error: {e}")
-  app.run(main, argv=argv)
+  try:
+    app.run(main, argv=argv)
+  except UnavailableError as e:  # data that cannot be had here: the message says what to do
+    sys.exit(f"error: {e}")
 
 
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
