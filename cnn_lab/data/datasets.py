@@ -25,9 +25,9 @@ from absl import logging
 
 from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
 from cnn_lab.data import faces as _faces
-from cnn_lab.data import mnist as _mnist
-from cnn_lab.fetch import UnavailableError
+from cnn_lab.data import mnist as _mnist  # noqa: F401  (registers the builder)
 from cnn_lab.data import shapes as _shapes
+from cnn_lab.fetch import UnavailableError
 from cnn_lab.ops._checks import fail
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cnn_lab", "tfds")

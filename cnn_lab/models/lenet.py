@@ -15,7 +15,8 @@ The output layer is, by default, a trained linear layer with softmax cross-entro
 y_i = sum_j (x_j - w_ij)^2, whose centres w_i are fixed +-1 bitmaps of the digits in
 a 7x12 grid (`RBF_BITMAPS`, drawn here in the paper's format; no trainable
 parameters). The model returns -y as logits, so softmax cross-entropy on them is the
-paper's MAP criterion E = y_D + log(exp(-j) + sum_i exp(-y_i)) as j -> infinity.
+paper's MAP criterion E = y_D + log(exp(-j) + sum_i exp(-y_i)) as j -> infinity
+(`lenet5_mnist.py:classic` adds label smoothing as the stand-in for a finite j).
 
 Modern LeNet-5: ReLU, 2x2 max pooling, full C3, optional dropout (61,706 parameters).
 
