@@ -93,8 +93,7 @@ def _draw(runs, detectors, path: str, count: int = 6):
   """Rows of test scenes: each detector's boxes side by side (truth thin, white)."""
   first = next(iter(runs.values()))
   cfg = first.config.dataset
-  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
-                                cfg.data_dir or None)
+  source = datasets.evaluation_source(cfg)
   pad = PadObjects(getattr(first.task, "max_objects", 4))
   tiles = []
   for name, run in runs.items():

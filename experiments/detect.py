@@ -48,7 +48,7 @@ def main(argv):
     raise fail("workdir", "a detection (YOLO, two-stage) or localization run",
                f"task {run.config.task!r}")
   cfg = run.config.dataset
-  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+  preprocess = Preprocess.for_dataset(cfg)
   detect, state = detector(run)
   landmarks = getattr(run.task, "num_landmarks", 0)
   names = class_names(cfg.name)
@@ -57,7 +57,7 @@ def main(argv):
 
   items = [(os.path.splitext(os.path.basename(p))[0], load_image(p), None) for p in argv[1:]]
   if FLAGS.examples:
-    source = datasets.load_source(cfg.name, datasets.splits(cfg)[1], cfg.data_dir or None)
+    source = datasets.evaluation_source(cfg)
     pad = PadObjects(getattr(run.task, "max_objects", 1))
     for i in range(min(FLAGS.examples, len(source))):
       record = pad(source[i])

@@ -54,9 +54,9 @@ SAME = ("name", "image_size", "mean", "std", "resize_method")  # what makes inpu
 def evaluation_split(config) -> tuple[np.ndarray, np.ndarray]:
   """(images float32 `[N, S, S, C]` preprocessed as in training, labels int64 `[N]`)."""
   cfg = config.dataset
-  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1], cfg.data_dir or None)
+  source = datasets.evaluation_source(cfg)
   records = [source[i] for i in range(len(source))]
-  batch = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)(
+  batch = Preprocess.for_dataset(cfg)(
       {"image": np.stack([r["image"] for r in records]),
        "label": np.array([r["label"] for r in records])})
   return batch["image"], batch["label"].astype(np.int64)

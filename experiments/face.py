@@ -54,7 +54,7 @@ class TrainedEmbedder:
       raise fail("workdir", "a metric-learning run (task 'metric')",
                  f"task {self.run.config.task!r}")
     cfg = self.run.config.dataset
-    self.preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+    self.preprocess = Preprocess.for_dataset(cfg)
     self._embed, self._state = embedder(self.run)
     model = self.run.model  # the task's dissimilarity: binary uses the pair classifier
     self.distance = self.run.task.distance(model.pair_weights[...], model.pair_bias[...])
@@ -86,8 +86,7 @@ def enroll(embed: TrainedEmbedder, pairs: list[str]) -> None:
     images.append(load_image(path))
   if FLAGS.held_out:
     cfg = embed.run.config.dataset
-    source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
-                                  cfg.data_dir or None)
+    source = datasets.evaluation_source(cfg)
     lo, hi = embed.run.task.gallery_identities
     seen = set()
     for i in range(len(source)):

@@ -49,11 +49,10 @@ COLUMNS = ("verification_accuracy", "verification_roc_auc", "verification_eer",
 def held_out(run):
   """The run's evaluation photographs: (uint8 images, labels, normalised inputs)."""
   cfg = run.config.dataset
-  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
-                                cfg.data_dir or None)
+  source = datasets.evaluation_source(cfg)
   images = np.stack([source[i]["image"] for i in range(len(source))])
   labels = np.array([source[i]["label"] for i in range(len(source))])
-  x = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)({"image": images})
+  x = Preprocess.for_dataset(cfg)({"image": images})
   return images, labels, x["image"]
 
 

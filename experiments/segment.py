@@ -39,7 +39,7 @@ def main(argv):
   if run.config.task != "segmentation":
     raise fail("workdir", "a segmentation run", f"task {run.config.task!r}")
   cfg = run.config.dataset
-  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+  preprocess = Preprocess.for_dataset(cfg)
   graphdef, state = nnx.split(run.model)
   segment = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x).argmax(-1))
   out_dir = FLAGS.out or os.path.join(FLAGS.workdir, "segmentations")
@@ -47,8 +47,7 @@ def main(argv):
 
   items = [(os.path.splitext(os.path.basename(p))[0], load_image(p), None) for p in argv[1:]]
   if FLAGS.examples:
-    source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
-                                  cfg.data_dir or None)
+    source = datasets.evaluation_source(cfg)
     encode = run.task.encode()
     for i in range(min(FLAGS.examples, len(source))):
       record = encode(source[i])

@@ -62,9 +62,8 @@ def _run_setup():
   from cnn_lab.train.restore import load_run
   run = load_run(FLAGS.workdir)
   cfg = run.config.dataset
-  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
-  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
-                                cfg.data_dir or None)
+  preprocess = Preprocess.for_dataset(cfg)
+  source = datasets.evaluation_source(cfg)
   records = [source[i]["image"] for i in range(min(len(source), 500))]
   batch = preprocess({"image": np.stack(records)})["image"]
   raw = np.stack([np.asarray(Image.fromarray(np.asarray(r)).resize(batch.shape[1:3][::-1]))

@@ -180,6 +180,12 @@ def splits(dataset) -> tuple[str, str]:
           dataset.get("eval_split", "") or default.eval_split)
 
 
+def evaluation_source(dataset):
+  """The evaluation split of a config's `dataset` section, as the run evaluated on it:
+  what the tools that reread a trained run's data use."""
+  return load_source(dataset.name, splits(dataset)[1], dataset.data_dir or None)
+
+
 def load_source(name: str, split: str, data_dir: str | None = None):
   """A random-access source of `{"image": uint8 [H, W, C], "label": int}` for one split."""
   builder = prepare(name, data_dir)

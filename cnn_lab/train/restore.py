@@ -34,9 +34,8 @@ def eval_images(run: TrainedRun, count: int):
 
   from cnn_lab.data.pipeline import Preprocess
   cfg = run.config.dataset
-  preprocess = Preprocess(cfg.image_size, cfg.mean, cfg.std, cfg.resize_method)
-  source = datasets.load_source(cfg.name, datasets.splits(cfg)[1],
-                                cfg.data_dir or None)
+  preprocess = Preprocess.for_dataset(cfg)
+  source = datasets.evaluation_source(cfg)
   return np.stack([preprocess.one({"image": source[i % len(source)]["image"]})["image"]
                    for i in range(count)])
 

@@ -34,8 +34,9 @@ def plot_misclassified(images, truth, predicted, confidence, path: str, *,
 
 
 def plot_confusion(matrix, path: str, *, names=None, title: str = "") -> str:
-  """The `[K, K]` counts (rows: truth, columns: prediction) with each off-diagonal
-  count written in its cell; the diagonal is left dark so the errors stand out."""
+  """The `[K, K]` counts (rows: truth, columns: prediction), every non-zero count written
+  in its cell; only the errors are coloured (the diagonal stays pale, its counts grey),
+  so a few errors among thousands of correct answers stand out."""
   matrix = np.asarray(matrix, np.int64)
   k = len(matrix)
   names = list(names or range(k))
