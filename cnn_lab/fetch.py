@@ -23,13 +23,10 @@ import zipfile
 
 from absl import logging
 
+from cnn_lab.errors import UnavailableError
+
 # No network should fail within a few seconds, not after pip's 5 retries of 180 s.
 PIP_NETWORK = ("--retries", "0", "--timeout", "3")
-
-
-class UnavailableError(RuntimeError):
-  """Data this machine cannot have now (no network, not prepared); the message says what
-  to do. Entry points report it in one line (`cnn_lab.train.launch.run`)."""
 
 
 class FetchError(UnavailableError):

@@ -20,7 +20,7 @@ from cnn_lab.benchmarks.timing import inference_report
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import PadObjects, Preprocess
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 from cnn_lab.train import launch
 from cnn_lab.train.restore import detector, eval_images, load_run
 from cnn_lab.viz import draw_boxes, draw_points, grid

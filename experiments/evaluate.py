@@ -30,8 +30,8 @@ from cnn_lab.benchmarks.report import format_table
 from cnn_lab.benchmarks.timing import machine
 from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import Preprocess
+from cnn_lab.errors import fail
 from cnn_lab.eval.classification import SHIFTS, check_crops, confusion_matrix, tta_probabilities
-from cnn_lab.ops._checks import fail
 from cnn_lab.train import launch
 from cnn_lab.train.restore import load_run
 from cnn_lab.viz.classification import plot_confusion, plot_misclassified

@@ -128,7 +128,7 @@ def _training_outputs(seed=0):
   classes = jnp.stack([GT_CLASSES, GT_CLASSES[::-1]])
   graphdef, state = nnx.split(model)
   train = jax.jit(lambda s, x: nnx.merge(graphdef, s)(
-      x, train=True, rngs=nnx.Rngs(dropout=jax.random.key(1)), targets=(boxes, classes)))
+      x, train=True, rngs=nnx.Rngs(sampling=jax.random.key(1)), targets=(boxes, classes)))
   infer = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))  # eager: ~4x slower to run
   return (lambda x: infer(state, x)), images, train(state, images)
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from cnn_lab.benchmarks.train import LEARNING_RATE, MOMENTUM, host_batch, preset_train_step
+from cnn_lab.errors import fail
 from cnn_lab.train import mesh as mesh_lib
 
 # ours, image size, channels, batch, classes
@@ -50,7 +51,7 @@ def _keras():
   """Keras 3 on its JAX backend, or None when it is not installed."""
   backend = os.environ.setdefault("KERAS_BACKEND", "jax")
   if backend != "jax":
-    raise ValueError(f"KERAS_BACKEND: expected 'jax' for the peers suite, received {backend!r}")
+    raise fail("KERAS_BACKEND", "'jax' for the peers suite", backend)
   try:
     import keras
   except ImportError:
@@ -71,7 +72,7 @@ def keras_model(keras, model: str, size: int, channels: int, classes: int):
     x = layers.Dense(84, activation="relu")(x)
     return keras.Model(inputs, layers.Dense(classes)(x))
   if model != "resnet20_cifar":
-    raise ValueError(f"model: expected 'lenet5_modern' or 'resnet20_cifar', received {model!r}")
+    raise fail("model", "'lenet5_modern' or 'resnet20_cifar'", model)
 
   def conv_bn(x, width, stride=1, relu=True):
     x = layers.Conv2D(width, 3, stride, padding="same", use_bias=False)(x)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 SKIMAGE_SAMPLES = ("astronaut", "brick", "camera", "cat", "chelsea", "coffee", "coins",
                    "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry",

@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
+from cnn_lab.errors import fail
+
 CLASSES = ("circle", "square", "triangle", "star", "hexagon", "cross", "diamond", "pentagon")
 NUM_LANDMARKS = 5
 SPLIT_SEEDS = {"train": 0, "test": 1}
@@ -68,7 +70,7 @@ def _outline(kind: str, cy: float, cx: float, r: float, angle: float) -> np.ndar
     y = base[:, 0] * c - base[:, 1] * s
     x = base[:, 0] * s + base[:, 1] * c
     return np.stack([cy + r * y, cx + r * x], -1)
-  raise ValueError(f"kind: expected one of {CLASSES}, received {kind!r}")
+  raise fail("kind", f"one of {CLASSES}", kind)
 
 
 def _landmarks(outline: np.ndarray, cy: float, cx: float) -> np.ndarray:

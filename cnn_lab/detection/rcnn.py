@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_lab.errors import fail
 from cnn_lab.ops import boxes as box_ops
-from cnn_lab.ops._checks import fail
 
 # exp() of a decoded log-size is capped here (torchvision's log(1000 / 16))
 MAX_LOG_SIZE = math.log(1000.0 / 16)

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_lab.detection import rcnn
+from cnn_lab.errors import fail
 from cnn_lab.ops import boxes as box_ops
-from cnn_lab.ops._checks import fail
 from cnn_lab.ops.roi import roi_align
 
 

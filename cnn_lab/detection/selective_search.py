@@ -19,7 +19,7 @@ import heapq
 
 import numpy as np
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 BINS = 25  # colour histogram bins per channel, as in the paper
 

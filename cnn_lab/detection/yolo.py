@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnn_lab.errors import fail
 from cnn_lab.ops import boxes as box_ops
-from cnn_lab.ops._checks import fail
 
 
 def shape_iou(wh_a, wh_b, xp=jnp):

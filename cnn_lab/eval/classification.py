@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def sum_batches(eval_step: Callable, state, batches: Iterable) -> dict:

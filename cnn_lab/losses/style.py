@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def _check_pair(a_x, a_g, names=("a_C", "a_G")) -> None:

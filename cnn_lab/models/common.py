@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def check_input_size(input_size: int, minimum: int, model: str) -> None:

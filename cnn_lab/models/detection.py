@@ -25,8 +25,8 @@ from flax import nnx
 
 from cnn_lab import nn, ops
 from cnn_lab.detection import rcnn
+from cnn_lab.errors import fail
 from cnn_lab.models.common import check_input_size
-from cnn_lab.ops._checks import fail
 
 
 class _ConvStack(nnx.Module):
@@ -226,7 +226,7 @@ class FasterRCNN(nnx.Module):
     With `targets=(boxes [N, M, 4], classes [N, M])` (training): the RoIs are a sample
     of proposals and objects (`rcnn.sample_rois`), and the outputs add `rpn_labels`,
     `rpn_targets`, `roi_labels`, `roi_targets` for `rcnn.faster_rcnn_loss`; sampling
-    draws from `rngs.dropout` (the launcher's per-step key). Without: the RoIs are the
+    draws from `rngs.sampling` (the step's `sampling` stream; required). Without: the RoIs are the
     test-time proposals, added as `proposals [N, P, 4]` and `proposal_valid [N, P]`.
     """
     features = self.features(x, train=train)
@@ -247,7 +247,10 @@ class FasterRCNN(nnx.Module):
     out = {"rpn_logits": rpn_logits, "rpn_deltas": rpn_deltas}
     if training:
       boxes, classes = targets
-      key = rngs.dropout() if rngs is not None else jax.random.key(0)
+      if rngs is None or "sampling" not in rngs:
+        raise fail("rngs", "nnx.Rngs with a `sampling` stream when targets are given "
+                   "(the training step passes one)", rngs)
+      key = rngs.sampling()
       k_rpn, k_roi = jax.random.split(key)
       labels, deltas = jax.vmap(rcnn.rpn_targets, in_axes=(None, 0, 0, 0, None))(
           anchors, boxes, classes, jax.random.split(k_rpn, n), s)

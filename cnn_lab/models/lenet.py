@@ -33,8 +33,9 @@ import numpy as np
 from flax import nnx
 
 from cnn_lab import nn, ops
-from cnn_lab.nn import record
+from cnn_lab.errors import fail
 from cnn_lab.models.common import check_input_size, dropout
+from cnn_lab.nn import record
 
 # Table I of the paper: the S2 maps each C3 map reads.
 C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
@@ -141,8 +142,8 @@ class RBFOutput(nnx.Module):
 
   def __init__(self, num_classes: int = 10):
     if num_classes != len(RBF_BITMAPS):
-      raise ValueError(f"num_classes: expected {len(RBF_BITMAPS)} for output='rbf' (one "
-                       f"bitmap per digit), received {num_classes}")
+      raise fail("num_classes", f"{len(RBF_BITMAPS)} for output='rbf' (one bitmap per "
+                 "digit)", num_classes)
     self.centres = tuple(map(tuple, rbf_centres().tolist()))  # static: not a parameter
 
   def __call__(self, x):
@@ -180,7 +181,7 @@ class LeNet5(nnx.Module):
       flat = 120
     self.f6 = nn.Dense(flat, 84, dtype=dtype, rngs=rngs)
     if output not in ("linear", "rbf"):
-      raise ValueError(f"output: expected 'linear' or 'rbf', received {output!r}")
+      raise fail("output", "'linear' or 'rbf'", output)
     self.output = nn.Dense(84, num_classes, dtype=dtype, rngs=rngs) if output == "linear" \
         else RBFOutput(num_classes)
     self.dropout = nnx.Dropout(dropout) if dropout else None

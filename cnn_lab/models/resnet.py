@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import nn, ops
+from cnn_lab.errors import fail
 from cnn_lab.models.common import check_input_size
 
 
@@ -86,7 +87,7 @@ def make_shortcut(in_features, out_features, stride, option, residual, **kw):
   if option == "B":
     return nn.ConvBNAct(in_features, out_features, 1, stride=stride, padding=0,
                         act="identity", **kw)
-  raise ValueError(f"shortcut: expected 'A' or 'B', received {option!r}")
+  raise fail("shortcut", "'A' or 'B'", option)
 
 
 def apply_shortcut(shortcut, x, features, train):
@@ -131,7 +132,7 @@ class CifarResNet(nnx.Module):
                input_size: int = 32, shortcut: str = "A", residual: bool = True,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     if (depth - 2) % 6:
-      raise ValueError(f"depth: expected 6n + 2 (20, 32, 44, 56, 110), received {depth}")
+      raise fail("depth", "6n + 2 (20, 32, 44, 56, 110)", depth)
     check_input_size(input_size, 8, "a CIFAR ResNet (two halvings)")
     n = (depth - 2) // 6
     kw = dict(impl=impl, dtype=dtype, rngs=rngs)

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import nn
+from cnn_lab.errors import fail
 from cnn_lab.models.common import dropout
-from cnn_lab.ops._checks import fail
 
 he_normal = nnx.initializers.he_normal()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from flax import nnx
 
 from cnn_lab import nn, ops
+from cnn_lab.errors import fail
 from cnn_lab.models.common import check_input_size, dropout
 
 CONFIGS = {
@@ -32,7 +33,7 @@ class VGG(nnx.Module):
                head: str = "imagenet", in_channels: int = 3, input_size: int = 224,
                dropout_rate: float = 0.5, impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     if head not in ("imagenet", "cifar"):
-      raise ValueError(f"head: expected 'imagenet' or 'cifar', received {head!r}")
+      raise fail("head", "'imagenet' or 'cifar'", head)
     check_input_size(input_size, 32, f"VGG-{depth} (five 2x2 poolings)")
     layers, c = [], in_channels
     for v in CONFIGS[depth]:

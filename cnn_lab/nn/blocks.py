@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import ops
+from cnn_lab.errors import fail
 from cnn_lab.nn.layers import BatchNorm, Conv, activation
 
 
@@ -61,8 +62,7 @@ class StochasticDepth(nnx.Module):
     if not train or self.rate == 0.0:
       return x
     if rngs is None:
-      raise ValueError("rngs: expected nnx.Rngs with a 'dropout' stream in training, "
-                       "received None")
+      raise fail("rngs", "nnx.Rngs with a 'dropout' stream in training", rngs)
     keep = 1.0 - self.rate
     mask = jax.random.bernoulli(rngs.dropout(), keep, (x.shape[0],) + (1,) * (x.ndim - 1))
     return jnp.where(mask, x / keep, 0.0).astype(x.dtype)

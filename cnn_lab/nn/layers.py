@@ -14,8 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import ops
+from cnn_lab.errors import fail
 from cnn_lab.nn.record import record
-from cnn_lab.ops._checks import fail, tuple_arg
+from cnn_lab.ops._checks import tuple_arg
 
 default_kernel_init = nnx.initializers.lecun_normal()
 zeros = nnx.initializers.zeros_init()

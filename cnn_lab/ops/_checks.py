@@ -1,15 +1,12 @@
-"""Argument checks shared by the ops: each error names the argument, the expected and the received value."""
+"""Argument checks shared by the ops and layers (errors in `cnn_lab.errors.fail`'s format)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cnn_lab.errors import fail
+
 PaddingLike = int | str | Sequence[int | tuple[int, int]]
-
-
-def fail(argument: str, expected: str, received) -> ValueError:
-  """Builds the one error format of the ops layer."""
-  return ValueError(f"{argument}: expected {expected}, received {received!r}")
 
 
 def spatial_dims_of_kernel(w, argument: str = "w") -> int:

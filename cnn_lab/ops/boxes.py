@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 FORMATS = ("xyxy", "yxyx", "cxcywh")
 

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_lab.ops._checks import (PaddingLike, check_input_rank, fail, spatial_dims_of_kernel,
+from cnn_lab.errors import fail
+from cnn_lab.ops._checks import (PaddingLike, check_input_rank, spatial_dims_of_kernel,
                                  tuple_arg)
 from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
 

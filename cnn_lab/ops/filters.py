@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 from cnn_lab.ops.conv import depthwise_conv
 
 _VERTICAL = {

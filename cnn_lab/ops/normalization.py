@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def local_response_norm(x, depth_radius: int = 2, bias: float = 2.0, alpha: float = 1e-4,

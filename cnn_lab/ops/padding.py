@@ -16,7 +16,8 @@ from collections.abc import Sequence
 
 import jax.numpy as jnp
 
-from cnn_lab.ops._checks import PaddingLike, fail, tuple_arg
+from cnn_lab.errors import fail
+from cnn_lab.ops._checks import PaddingLike, tuple_arg
 
 Pairs = tuple[tuple[int, int], ...]
 

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from cnn_lab.ops._checks import PaddingLike, fail, tuple_arg
+from cnn_lab.errors import fail
+from cnn_lab.ops._checks import PaddingLike, tuple_arg
 from cnn_lab.ops.conv import IMPLS, window_taps
 from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
 

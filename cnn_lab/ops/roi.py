@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from cnn_lab.ops._checks import fail, tuple_arg
+from cnn_lab.errors import fail
+from cnn_lab.ops._checks import tuple_arg
 
 
 def _check(features, boxes, output_size, spatial_scale):

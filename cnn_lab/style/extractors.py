@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab import nn
+from cnn_lab.errors import fail
 from cnn_lab.models import create_model
 from cnn_lab.models.vgg import CONFIGS
-from cnn_lab.ops._checks import fail
 from cnn_lab.viz.features import tapped_function
 
 # Default content layer and style layer weights. MobileNetV2's BatchNorm-scaled Gram

@@ -9,14 +9,14 @@ import sys
 import ml_collections
 from absl import app
 
-from cnn_lab.fetch import UnavailableError
+from cnn_lab.errors import UnavailableError, fail
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """`path/to/config.py[:preset,...]` -> `get_config(preset)`, as config_flags reads it."""
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
-    raise ValueError(f"config: expected an existing config file, received {path!r}")
+    raise fail("config", "an existing config file", path)
   module_spec = importlib.util.spec_from_file_location("_cnn_lab_config", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -107,9 +107,8 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
   if not address and not auto:
     return False
   if address and (count < 1 or not 0 <= index < count):
-    raise ValueError(f"process_id: expected 0..num_processes-1 with num_processes >= 1 for "
-                     f"coordinator {address}, received process_id={index}, "
-                     f"num_processes={count}")
+    raise fail("process_id", f"0..num_processes-1 with num_processes >= 1 for coordinator "
+               f"{address}", f"process_id={index}, num_processes={count}")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if address:
     jax.distributed.initialize(address, count, index)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def make_mesh(devices=None) -> Mesh:

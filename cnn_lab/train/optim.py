@@ -8,7 +8,7 @@ import jax
 import ml_collections
 import optax
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "piecewise")

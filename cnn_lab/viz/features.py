@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 class _Tap(nnx.Module):
