@@ -27,8 +27,8 @@ from cnn_lab import paths
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import Preprocess
-from cnn_lab.eval.verification import identify, load_database
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
+from cnn_lab.eval.verification import identify, load_database, ten_fold_accuracy
 from cnn_lab.train import launch
 from cnn_lab.train.metrics import read_metrics
 from cnn_lab.train.restore import embedder, load_run
@@ -125,7 +125,7 @@ def evaluate_lfw(embed: TrainedEmbedder) -> None:
                         for i in range(0, len(files), 256)])
   d = embed.distance(emb, emb)
   distances = np.array([d[index[a], index[b]] for a, b in pairs])
-  accuracy, error = lfw.ten_fold_accuracy(distances, same, fold)
+  accuracy, error = ten_fold_accuracy(distances, same, fold)
   metrics = dict(verification_metrics(distances, same, np.inf))
   print(f"LFW, {len(pairs)} pairs in {len(set(fold))} folds: accuracy {accuracy:.4f} "
         f"+- {error:.4f}; ROC AUC {metrics['roc_auc']:.4f}, EER {metrics['eer']:.4f}")

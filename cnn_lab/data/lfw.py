@@ -6,7 +6,8 @@ verification benchmark reads the original release instead, laid out as
 `ROOT/<Name>/<Name>_<nnnn>.jpg`, with its `pairs.txt`: a header `folds pairs`, then
 per fold `pairs` matched lines `name i j` followed by `pairs` mismatched lines
 `name1 i name2 j`. The protocol is 10-fold: the threshold is chosen on nine folds and
-the accuracy measured on the tenth, then averaged (`ten_fold_accuracy`).
+the accuracy measured on the tenth, then averaged
+(`cnn_lab.eval.verification.ten_fold_accuracy`).
 Nothing here downloads; `pairs.txt` and the images must be on disk.
 """
 
@@ -16,8 +17,7 @@ import os
 
 import numpy as np
 
-from cnn_lab.eval.verification import best_threshold
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def image_path(root: str, name: str, number: int) -> str:
@@ -55,17 +55,3 @@ def read_pairs(pairs_file: str, root: str) -> tuple[list[tuple[str, str]], np.nd
                  f"line {k + 2}: {' '.join(fields)!r}")
     fold.append(k // (2 * per_fold))
   return pairs, np.asarray(same), np.asarray(fold)
-
-
-def ten_fold_accuracy(distances, same, fold) -> tuple[float, float]:
-  """LFW's protocol: for each fold, the threshold best on the other folds, the accuracy
-  on this one. -> (mean accuracy, its standard error over the folds)."""
-  distances, same, fold = np.asarray(distances), np.asarray(same, bool), np.asarray(fold)
-  accuracies = []
-  for k in np.unique(fold):
-    train, test = fold != k, fold == k
-    threshold = best_threshold(distances[train], same[train])
-    accuracies.append(np.mean((distances[test] <= threshold) == same[test]))
-  accuracies = np.asarray(accuracies)
-  return float(accuracies.mean()), float(accuracies.std(ddof=1) / np.sqrt(len(accuracies))
-                                         if len(accuracies) > 1 else 0.0)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 
 
 def _check_pairs(distances, same):
@@ -53,6 +53,20 @@ def best_threshold(distances, same) -> float:
   upper = thresholds[i + 1] if i + 1 < len(thresholds) else thresholds[i]
   return float(thresholds[i] + (upper - thresholds[i]) / 2) if i > 0 else float(
       np.min(distances) / 2)
+
+
+def ten_fold_accuracy(distances, same, fold) -> tuple[float, float]:
+  """LFW's protocol (Huang et al. 2007): for each fold, the threshold best on the other folds, the accuracy
+  on this one. -> (mean accuracy, its standard error over the folds)."""
+  distances, same, fold = np.asarray(distances), np.asarray(same, bool), np.asarray(fold)
+  accuracies = []
+  for k in np.unique(fold):
+    train, test = fold != k, fold == k
+    threshold = best_threshold(distances[train], same[train])
+    accuracies.append(np.mean((distances[test] <= threshold) == same[test]))
+  accuracies = np.asarray(accuracies)
+  return float(accuracies.mean()), float(accuracies.std(ddof=1) / np.sqrt(len(accuracies))
+                                         if len(accuracies) > 1 else 0.0)
 
 
 def verification_metrics(distances, same, threshold: float,

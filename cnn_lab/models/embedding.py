@@ -21,14 +21,15 @@ class Embedder(nnx.Module):
   `num_classes` is accepted and ignored: identities are not classes here, the
   embedding is what is learned."""
 
-  def __init__(self, *, backbone: str = "resnet20_cifar", dim: int = 128,
+  def __init__(self, *, build_backbone, backbone: str = "resnet20_cifar", dim: int = 128,
                num_classes: int | None = None, in_channels: int = 3, input_size: int = 32,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+    """`build_backbone(name, rngs=, **kwargs)`: the registry's `create_model`, which
+    passes itself (this family builds another family, and imports none)."""
     del num_classes
-    from cnn_lab.models.registry import create_model  # the registry imports this file
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    self.net = create_model(backbone, rngs=rngs, num_classes=dim, in_channels=in_channels,
-                            input_size=input_size, impl=impl, **kwargs)
+    self.net = build_backbone(backbone, rngs=rngs, num_classes=dim, in_channels=in_channels,
+                              input_size=input_size, impl=impl, **kwargs)
     self.pair_weights = nnx.Param(jnp.zeros((dim,), jnp.float32))
     self.pair_bias = nnx.Param(jnp.zeros((), jnp.float32))
     self.dim = dim
@@ -41,5 +42,3 @@ class Embedder(nnx.Module):
     return {"embedding": e, "pair_weights": self.pair_weights[...],
             "pair_bias": self.pair_bias[...]}
 
-
-PRESETS = {"face_embedder": Embedder}

@@ -6,13 +6,21 @@ import jax
 import numpy as np
 from flax import nnx
 
+from cnn_lab.errors import fail
 from cnn_lab.models import (alexnet, detection, efficientnet, embedding, googlenet, lenet,
                             mobilenet, resnet, transfer, unet, vgg)
-from cnn_lab.ops._checks import fail
 
+# One line a family: its file's PRESETS (name -> constructor).
 _REGISTRY = {**lenet.PRESETS, **alexnet.PRESETS, **vgg.PRESETS, **resnet.PRESETS,
              **googlenet.PRESETS, **mobilenet.PRESETS, **efficientnet.PRESETS,
-             **detection.PRESETS, **unet.PRESETS, **transfer.PRESETS, **embedding.PRESETS}
+             **detection.PRESETS, **unet.PRESETS, **transfer.PRESETS}
+
+
+def _face_embedder(**kwargs):
+  return embedding.Embedder(build_backbone=create_model, **kwargs)
+
+
+_REGISTRY["face_embedder"] = _face_embedder  # a zoo backbone with an embedding head
 
 
 def list_models() -> list[str]:

@@ -1,8 +1,10 @@
 """Transfer learning on MobileNetV2 (the course's recipe).
 
-`MobileNetV2Transfer`: a MobileNetV2 base (torchvision's ImageNet weights when
-`weights="imagenet"` or a .pth path; random otherwise), global average pooling,
-dropout 0.2 and a new dense head. The base's layers are numbered 0 (stem), 1..17
+`MobileNetV2Transfer`: a MobileNetV2 base, global average pooling, dropout 0.2 and a
+new dense head. The model is built with random values; the code that builds it loads
+torchvision's ImageNet weights into the base it names in `pretrained_base`
+(`cnn_lab.pretrained.imagenet.load_pretrained`, from the config's `model.weights`).
+The base's layers are numbered 0 (stem), 1..17
 (the inverted residual blocks) and 18 (the 1x1 conv to 1280); gradients stop below
 `trainable_from` (19: the base is frozen, only the head learns), so the backward pass
 skips the frozen layers. With `freeze_bn` the base's BatchNorm layers always use
@@ -17,16 +19,17 @@ import jax
 from flax import nnx
 
 from cnn_lab import nn, ops
+from cnn_lab.errors import fail
 from cnn_lab.models.common import check_input_size, dropout
 from cnn_lab.models.mobilenet import MobileNetV2
-from cnn_lab.ops._checks import fail
 
 BASE_LAYERS = 19
 
 
 class MobileNetV2Transfer(nnx.Module):
-  def __init__(self, num_classes: int = 2, *, weights: str | None = None,
-               trainable_from: int = BASE_LAYERS, freeze_bn: bool = True,
+  pretrained_base = ("base", "mobilenet_v2")  # (attribute, torchvision architecture)
+
+  def __init__(self, num_classes: int = 2, *, trainable_from: int = BASE_LAYERS, freeze_bn: bool = True,
                dropout_rate: float = 0.2, in_channels: int = 3, input_size: int = 160,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV2 (five halvings)")
@@ -34,9 +37,6 @@ class MobileNetV2Transfer(nnx.Module):
       raise fail("trainable_from", f"a layer index in [0, {BASE_LAYERS}]", trainable_from)
     self.base = MobileNetV2(1000, in_channels=in_channels, input_size=input_size, impl=impl,
                             dtype=dtype, rngs=rngs)
-    if weights:
-      from cnn_lab.pretrained.imagenet import load_imagenet_weights
-      load_imagenet_weights(self.base, "mobilenet_v2", weights)
     del self.base.fc, self.base.drop  # the ImageNet classifier is replaced
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
     self.head = nn.Dense(self.base.last_channels, num_classes, dtype=dtype, rngs=rngs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
+from cnn_lab.errors import fail
 from cnn_lab.models.mobilenet import V2_SETTINGS
 from cnn_lab.models.vgg import CONFIGS
 
@@ -110,19 +111,26 @@ def _to_ours(array: np.ndarray, kind: str, target_shape) -> np.ndarray:
   return array
 
 
-def load_torchvision(model: nnx.Module, name: str, state_dict: dict) -> nnx.Module:
+CLASSIFIERS = ("fc", "fc6", "fc7", "fc8")  # our names of the ImageNet classifier layers
+
+
+def load_torchvision(model: nnx.Module, name: str, state_dict: dict, *,
+                     headless: bool = False) -> nnx.Module:
   """Copies torchvision's `state_dict` for architecture `name` into `model` (in place).
 
+  `headless`: `model` is the network without its ImageNet classifier (a transfer
+  base); the classifier's keys are expected in the file and left unused.
   Raises `CheckpointMismatchError` naming missing, unexpected and mis-shaped keys;
   nothing is copied unless everything fits.
   """
   if name not in CONVERTERS:
-    raise ValueError(f"name: expected one of {sorted(CONVERTERS)}, received {name!r}")
+    raise fail("name", f"one of {sorted(CONVERTERS)}", name)
   variables = {".".join(map(str, path)): node for path, node in nnx.iter_graph(model)
                if isinstance(node, nnx.Variable)}
-  pairs = CONVERTERS[name]()
+  all_pairs = CONVERTERS[name]()
+  pairs = [p for p in all_pairs if not (headless and p[1].split(".")[0] in CLASSIFIERS)]
   missing = [t for t, _, _ in pairs if t not in state_dict]
-  used = {t for t, _, _ in pairs}
+  used = {t for t, _, _ in all_pairs}
   unexpected = sorted(k for k in state_dict if k not in used and
                       not k.endswith("num_batches_tracked"))
   misshaped, values = [], {}

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 from PIL import Image
 
+from cnn_lab.errors import fail
 from cnn_lab.models import create_model
 from cnn_lab.pretrained.convert import load_torchvision
 from cnn_lab.pretrained.torch_reader import load_torch_checkpoint
@@ -41,15 +42,27 @@ def preprocess(image: np.ndarray, size: int = 224, resize: int = 256) -> np.ndar
   return (x - MEAN) / STD
 
 
-def load_imagenet_weights(model: nnx.Module, name: str, weights: str) -> nnx.Module:
+def load_imagenet_weights(model: nnx.Module, name: str, weights: str, *,
+                          headless: bool = False) -> nnx.Module:
   """Copies torchvision's ImageNet weights for architecture `name` into `model`:
-  `weights` is "imagenet" (the files this project fetches) or a torchvision `.pth` path."""
+  `weights` is "imagenet" (the files this project fetches) or a torchvision `.pth` path;
+  `headless`: `model` lacks the ImageNet classifier (see `load_torchvision`)."""
   if weights == "imagenet":
     if name not in KNOWN:
-      raise ValueError(f"weights: expected a .pth path for {name} (only {sorted(KNOWN)} "
-                       "are fetched automatically), received 'imagenet'")
+      raise fail("weights", f"a .pth path for {name} (only {sorted(KNOWN)} are fetched "
+                 "automatically)", weights)
     weights = weights_path(name)
-  return load_torchvision(model, name, load_torch_checkpoint(weights))
+  return load_torchvision(model, name, load_torch_checkpoint(weights), headless=headless)
+
+
+def load_pretrained(model: nnx.Module, weights: str) -> nnx.Module:
+  """Loads ImageNet `weights` into the part of `model` it names: a model built on an
+  ImageNet classifier declares `pretrained_base = (attribute, architecture)`."""
+  if not hasattr(model, "pretrained_base"):
+    raise fail("model.weights", "no weights for a model without `pretrained_base`", weights)
+  attribute, architecture = model.pretrained_base
+  load_imagenet_weights(getattr(model, attribute), architecture, weights, headless=True)
+  return model
 
 
 def pretrained_model(name: str = "mobilenet_v2", weights: str = "imagenet", *,
