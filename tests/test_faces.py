@@ -159,7 +159,7 @@ def test_all_pairs_balance():
 
 
 def test_identity_batches_are_p_by_k_reproducible_and_checked():
-  from cnn_lab.data.pipeline import IdentityBatches, PairBatches
+  from cnn_lab.data.order import IdentityBatches, PairBatches
   labels = np.r_[np.repeat(np.arange(6), 5), 99]  # identity 99 has one image: never drawn
   order = IdentityBatches(labels, identities=3, images=4, seed=0)
   batch = order(7)
@@ -311,7 +311,7 @@ def test_lfw_pairs_protocol(tmp_path):
   assert pairs[2] == (str(root / "A" / "A_0001.jpg"), str(root / "B" / "B_0001.jpg"))
   np.testing.assert_array_equal(same, [1, 1, 0, 0, 1, 1, 0, 0])
   np.testing.assert_array_equal(fold, [0, 0, 0, 0, 1, 1, 1, 1])
-  accuracy, _ = lfw.ten_fold_accuracy(np.where(same, 0.2, 0.9), same, fold)
+  accuracy, _ = V.ten_fold_accuracy(np.where(same, 0.2, 0.9), same, fold)
   assert accuracy == 1.0
   for text, message in (("", "a first line 'folds pairs_per_fold'"),
                         ("2 2\nA 1 2\n", "8 pair lines"),
@@ -324,7 +324,7 @@ def test_lfw_pairs_protocol(tmp_path):
 
 
 def test_binary_objective_distance_is_minus_the_pair_logit():
-  from cnn_lab.train.tasks import MetricLearning
+  from cnn_lab.train.tasks.metric import MetricLearning
   rng = np.random.default_rng(0)
   a, c, w = rng.normal(size=(70, 8)), rng.normal(size=(5, 8)), rng.normal(size=8)
   d = MetricLearning(objective="binary").distance(w, 0.5)(a, c)  # 70 rows: two blocks

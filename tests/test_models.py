@@ -94,7 +94,7 @@ def test_lenet_family_splits_and_trains_one_step(name):
 
   from cnn_lab.train.state import create_train_state
   from cnn_lab.train.steps import make_train_step
-  from cnn_lab.train.tasks import Classification
+  from cnn_lab.train.tasks.classification import Classification
   model = create_model(name, rngs=nnx.Rngs(0), in_channels=1, num_classes=10)
   tx = optax.adam(1e-3)
   graphdef, state = create_train_state(model, tx, jax.random.key(0))

@@ -10,12 +10,12 @@ import optax
 import pytest
 from flax import nnx
 
-from cnn_lab.data.pipeline import per_class_indices
+from cnn_lab.data.order import per_class_indices
 from cnn_lab.models import create_model
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import create_train_state
 from cnn_lab.train.steps import make_train_step
-from cnn_lab.train.tasks import Classification
+from cnn_lab.train.tasks.classification import Classification
 from tests.helpers import ROOT
 
 

@@ -120,7 +120,7 @@ def test_cifar_resnet_shortcut_variants_train_a_step(name):
 
   from cnn_lab.train.state import create_train_state
   from cnn_lab.train.steps import make_train_step
-  from cnn_lab.train.tasks import Classification
+  from cnn_lab.train.tasks.classification import Classification
   model = create_model(name, rngs=nnx.Rngs(0), num_classes=6, input_size=32)
   tx = optax.sgd(0.01)
   graphdef, state = create_train_state(model, tx, jax.random.key(0))

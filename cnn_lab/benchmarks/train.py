@@ -24,7 +24,7 @@ from cnn_lab.models.summary import summarize
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.state import create_train_state
 from cnn_lab.train.steps import jit_train_step
-from cnn_lab.train.tasks import Classification
+from cnn_lab.train.tasks.classification import Classification
 
 # model, image size, channels, batch, classes, implementation (the `peers` suite times the
 # first two too). MobileNetV2 runs its depthwise layers as its configs do, on the scratch

@@ -13,10 +13,10 @@ import optax
 from absl import logging
 from flax import nnx
 
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 from cnn_lab.train.state import create_train_state
 from cnn_lab.train.steps import make_train_step
-from cnn_lab.train.tasks import Classification
+from cnn_lab.train.tasks.classification import Classification
 
 
 def fit_classifier(model: nnx.Module, images: np.ndarray, labels: np.ndarray, *, steps: int,

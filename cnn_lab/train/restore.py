@@ -8,21 +8,23 @@ import os
 
 import jax
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from cnn_lab.data import datasets
-from cnn_lab.ops._checks import fail
+from cnn_lab.data.pipeline import Preprocess
+from cnn_lab.errors import fail
 from cnn_lab.train.checkpoint import Checkpointer, abstract_like
-from cnn_lab.train.loop import build_model
+from cnn_lab.train.experiment import build_model
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import create_train_state
-from cnn_lab.train.tasks import make_task
+from cnn_lab.train.tasks import Task, make_task
 
 
 @dataclasses.dataclass
 class TrainedRun:
   config: ml_collections.ConfigDict
-  task: object
+  task: Task
   model: nnx.Module  # in evaluation use: call with train=False
   step: int
 
@@ -30,9 +32,6 @@ class TrainedRun:
 def eval_images(run: TrainedRun, count: int):
   """`count` images of the run's evaluation split (repeating if short), preprocessed as in
   training: float32 `[count, S, S, C]`, e.g. to time inference."""
-  import numpy as np
-
-  from cnn_lab.data.pipeline import Preprocess
   cfg = run.config.dataset
   preprocess = Preprocess.for_dataset(cfg)
   source = datasets.evaluation_source(cfg)
@@ -40,24 +39,10 @@ def eval_images(run: TrainedRun, count: int):
                    for i in range(count)])
 
 
-def predict(task, outputs) -> dict:
-  """A detection or localization run's model outputs -> {"boxes", "scores", "classes"
-  [, "landmarks"]} with a batch axis (detectors: `task.detect`, fixed-size, padded)."""
-  if hasattr(task, "detect"):  # YOLO, Faster R-CNN
-    return task.detect(outputs)
-  from cnn_lab.detection import localization
-  p = localization.split_outputs(outputs, task.num_classes, task.num_landmarks)
-  out = {"boxes": p.boxes[:, None], "scores": jax.nn.sigmoid(p.presence_logit)[:, None],
-         "classes": jax.numpy.argmax(p.class_logits, -1)[:, None]}
-  if p.landmarks is not None:
-    out["landmarks"] = p.landmarks
-  return out
-
-
 def detector(run: TrainedRun):
-  """-> (jitted `detect(state, images [N, S, S, C])` -> `predict`'s dict, state)."""
+  """-> (jitted `detect(state, images [N, S, S, C])` -> `run.task.predict`'s dict, state)."""
   graphdef, state = nnx.split(run.model)
-  return jax.jit(lambda state, x: predict(run.task, nnx.merge(graphdef, state)(x))), state
+  return jax.jit(lambda state, x: run.task.predict(nnx.merge(graphdef, state)(x))), state
 
 
 def embedder(run: TrainedRun):
@@ -79,12 +64,8 @@ def load_run(workdir: str) -> TrainedRun:
     config = ml_collections.ConfigDict(json.load(f))
   with open(paths["task"]) as f:
     saved = json.load(f)
-  task = make_task(config, datasets.spec(config.dataset.name).num_classes)
-  fitted = {k: saved[k] for k in ("anchors", "anchor_iou") if k in saved}
-  if "anchors" in fitted:
-    fitted["anchors"] = tuple(map(tuple, fitted["anchors"]))
-  task = dataclasses.replace(task, **fitted)
-  model = build_model(config, task)
+  task = make_task(config, datasets.spec(config.dataset.name).num_classes).with_fitted(saved)
+  model = build_model(config, task, pretrained=False)  # the checkpoint replaces them
   tx, _ = make_optimizer(config.optimizer, config.schedule, 1)
   graphdef, state = create_train_state(model, tx, jax.random.key(0))
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
