@@ -23,22 +23,42 @@ def float32_outputs(outputs):
                       if jnp.issubdtype(x.dtype, jnp.floating) else x, outputs)
 
 
+STREAMS = ("augment", "dropout", "sampling", "mining")
+
+
+def step_keys(key, step) -> dict:
+  """The named random streams of one training step, all from (run key, step), so a
+  resumed run draws what an uninterrupted one would:
+
+    augment   the task's on-device augmentation (`task.augment`)
+    dropout   the model's dropout layers
+    sampling  what a model samples in training (Faster R-CNN's anchors and RoIs)
+    mining    what a loss draws (random triplets)
+
+  `augment` and `dropout` are the two halves of the step key (as they were before the
+  others had names: runs of earlier versions reproduce); the others fold in their index.
+  """
+  step_key = jax.random.fold_in(key, step)
+  augment, dropout = jax.random.split(step_key)
+  return {"augment": augment, "dropout": dropout,
+          **{name: jax.random.fold_in(step_key, i) for i, name in enumerate(STREAMS) if i > 1}}
+
+
 def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=None):
   """-> train_step(state, batch) -> (state, metrics), metrics scalars incl. `nonfinite`."""
 
   def train_step(state: TrainState, batch: dict):
-    key = jax.random.fold_in(state.key(), state.step)  # same step, same randomness
-    k_aug, k_dropout = jax.random.split(key)
-    batch = task.augment(batch, k_aug)
+    keys = step_keys(state.key(), state.step)
+    batch = task.augment(batch, keys["augment"])
 
     def loss_fn(params, batch_stats):
       # copy=True: fresh Variables at this trace level, so BatchNorm may update its
       # statistics under jax.grad (flax >= 0.11.2 reuses the outer ones otherwise).
       model = nnx.merge(graphdef, params, batch_stats, copy=True)
-      outputs = float32_outputs(model(batch["image"], train=True,
-                                      rngs=nnx.Rngs(dropout=k_dropout),
+      rngs = nnx.Rngs(dropout=keys["dropout"], sampling=keys["sampling"])
+      outputs = float32_outputs(model(batch["image"], train=True, rngs=rngs,
                                       **task.train_inputs(batch)))
-      loss, metrics = task.loss(outputs, batch)
+      loss, metrics = task.loss(outputs, batch, keys["mining"])
       return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
