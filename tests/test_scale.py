@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cnn_lab.train.loop import build_experiment, train_and_evaluate
+from cnn_lab.train.experiment import build_experiment
+from cnn_lab.train.loop import train_and_evaluate
 from cnn_lab.train import mesh as mesh_lib
 from tests.helpers import (ROOT, assert_trees_bitwise_equal, launcher, saved_state,
                            small_config)
@@ -224,7 +225,7 @@ def test_accelerator_presets_build_bfloat16_models(name):
   nothing is allocated) and float32 parameters."""
   from cnn_lab.data import datasets
   from cnn_lab.train.launch import load_config
-  from cnn_lab.train.loop import build_model
+  from cnn_lab.train.experiment import build_model
   from cnn_lab.train.tasks import make_task
   config = load_config(os.path.join(ROOT, "experiments", "configs", name) + ":tpu")
   spec = datasets.spec(config.dataset.name)

@@ -156,7 +156,7 @@ def test_batch_statistics_are_carried_in_the_train_state():
   from cnn_lab import nn as cnn_nn
   from cnn_lab.train.state import create_train_state
   from cnn_lab.train.steps import make_eval_step, make_train_step
-  from cnn_lab.train.tasks import Classification
+  from cnn_lab.train.tasks.classification import Classification
 
   class Tiny(nnx.Module):
     def __init__(self, rngs):

@@ -15,7 +15,7 @@ import time
 from cnn_lab.benchmarks.train import seconds_per_step
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.launch import load_config
-from cnn_lab.train.loop import build_experiment
+from cnn_lab.train.experiment import build_experiment
 
 
 def pipeline_seconds_per_batch(batches, mesh, count: int, warmup: int = 3) -> float:

@@ -15,28 +15,17 @@ import os
 import signal
 import time
 
-import grain
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from flax import nnx
-from jax.sharding import Mesh
 
 from cnn_lab import paths
-from cnn_lab.data import datasets
-from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
-                                   eval_dataset, per_class_indices, train_dataset)
-from cnn_lab.models import create_model
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import fail
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.checkpoint import Checkpointer, abstract_like
+from cnn_lab.train.experiment import Experiment, build_experiment
 from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
-from cnn_lab.train.optim import make_optimizer
-from cnn_lab.train.state import TrainState, create_train_state
-from cnn_lab.train.steps import jit_train_step, make_eval_step
-from cnn_lab.train.tasks import make_task
 from cnn_lab.viz import plot_curves
 
 
@@ -84,8 +73,9 @@ class _StopFlag:
       signal.signal(signal.SIGTERM, self.previous)
 
 
-def _summarise(pending: list[dict]) -> dict:
-  """Means of the per-step host metrics since the last report; `nonfinite` is a count."""
+def summarise(pending: list[dict]) -> dict:
+  """Means of the per-step host metrics since the last report; `nonfinite` is a count,
+  `learning_rate` the last value."""
   out = {}
   for key in pending[0]:
     values = np.array([m[key] for m in pending], np.float64)
@@ -98,213 +88,163 @@ def _summarise(pending: list[dict]) -> dict:
   return out
 
 
-def input_pipelines(config, mesh, task):
-  """-> (training source, training batches, evaluation batches, number of training steps)."""
-  cfg = config.dataset
-  spec = datasets.spec(cfg.name)
-  data_dir = cfg.data_dir or None
-  source = lambda split: datasets.load_source(cfg.name, split, data_dir)
-  train_src, eval_src = map(source, datasets.splits(cfg))
-  per_record = None in spec.image_shape  # images of varying size: resize before batching
-  wrap = InMemorySource if cfg.cache and not per_record else SelectKeys
-  train_src, eval_src = (wrap(s, task.keys, task.encode()) for s in (train_src, eval_src))
-  if cfg.get("train_per_class", 0):  # few-shot: the same labelled subset for every variant
-    labels = [train_src[i]["label"] for i in range(len(train_src))]
-    train_src = Subset(train_src, per_class_indices(labels, cfg.train_per_class,
-                                                    cfg.get("subset_seed", 0)))
-  preprocess = Preprocess.for_dataset(cfg)
-  mesh_lib.check_batch_divides(config.batch_size, mesh)
-  mesh_lib.check_batch_divides(config.eval_batch_size, mesh, "eval_batch_size")
-  hosts = dict(process_index=jax.process_index(), process_count=jax.process_count(),
-               per_record=per_record)
-  train = train_dataset(train_src, global_batch=config.batch_size, seed=config.seed,
-                        preprocess=preprocess,
-                        order=task.batch_order(train_src, config.batch_size, config.seed),
-                        **hosts)
-  evaluation = eval_dataset(eval_src, global_batch=config.eval_batch_size,
-                            preprocess=preprocess, **hosts)
-  steps_per_epoch = len(train_src) // config.batch_size
-  total = config.num_train_steps if config.num_train_steps > 0 else \
-      int(round(config.num_epochs * steps_per_epoch))
-  return train_src, train, evaluation, total
+def check_finite(host_metrics: list[dict], first: int, last: int, last_good: str) -> None:
+  """Raises `NonFiniteLossError` if a step in `first..last` (those `host_metrics` come
+  from) had a NaN or inf loss; `last_good` says where the last good checkpoint is."""
+  if any(m["nonfinite"] for m in host_metrics):
+    raise NonFiniteLossError(
+        f"the training loss became NaN or inf between steps {first} and {last}; stopped "
+        f"without saving. Last good checkpoint: {last_good}. "
+        "Lower the learning rate or add gradient clipping (optimizer.grad_clip_norm).")
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+class PendingMetrics:
+  """Per-step training metrics not yet logged: device scalars as the steps return them
+  (no sync per step), fetched together when logged or saved with a checkpoint."""
+
+  def __init__(self, items=()):
+    self.items = list(items)
+
+  def append(self, metrics: dict) -> None:
+    self.items.append(metrics)
+
+  def to_host(self) -> list[dict]:
+    """The pending metrics as host floats (one device sync); they stay pending."""
+    self.items = [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.items)]
+    return self.items
+
+  def take_summary(self) -> dict:
+    """`summarise` of the (host) pending metrics without `nonfinite`; clears them."""
+    if not self.items:
+      return {}
+    summary = summarise(self.items)
+    summary.pop("nonfinite")
+    self.items = []
+    return summary
 
 
-def compute_dtype(config: ml_collections.ConfigDict):
-  """`config.compute_dtype`: None for float32 (no casts), else the dtype activations and
-  matmuls run in (parameters, optimizer state and batch statistics stay float32)."""
-  name = config.get("compute_dtype", "float32")
-  if name not in COMPUTE_DTYPES:
-    raise fail("compute_dtype", f"one of {COMPUTE_DTYPES}", name)
-  return None if name == "float32" else jnp.dtype(name)
+class Run:
+  """A training run between steps: the state, the step, the data position and the
+  pending metrics, and where they go (checkpoints, metrics.jsonl, progress line).
+  Opening it resumes from the latest readable checkpoint of `workdir`, if any."""
+
+  def __init__(self, config: ml_collections.ConfigDict, exp: Experiment, workdir: str):
+    self.config, self.exp = config, exp
+    self.data_iter = exp.train_iterator()
+    self.checkpointer = Checkpointer(paths.join(workdir, "checkpoints"),
+                                     max_to_keep=config.keep_checkpoints)
+    self.state, self.pending = exp.state, PendingMetrics()
+    restored = self.checkpointer.restore(abstract_like(exp.state))
+    if restored is not None:
+      self.state, data_state, saved_step = restored
+      self.data_iter.set_state(data_state["iterator"])
+      self.pending = PendingMetrics(data_state["pending_metrics"])
+      logging.info("Resumed from the checkpoint at step %d.", saved_step)
+    self.step = int(self.state.step)
+    self.last_saved = self.checked_step = self.step  # every step up to checked: finite
+    self.writer = MetricsWriter(workdir, resume_step=self.step)
+    self.progress = Progress(exp.total_steps, self.step, config.log_every_steps)
+    self.final = {}
+
+  def train_step(self) -> None:
+    batch = mesh_lib.global_batch(next(self.data_iter), self.exp.mesh)
+    self.state, metrics = self.exp.train_step(self.state, batch)
+    self.pending.append(metrics)
+    self.step += 1
+
+  def host_pending(self) -> list[dict]:
+    """Fetches the pending metrics (one sync) and proves every step's loss finite."""
+    host = self.pending.to_host()
+    good = self.checkpointer.latest_step()
+    check_finite(host, self.checked_step + 1, self.step,
+                 f"{'none' if good is None else f'step {good}'} in "
+                 f"{self.checkpointer.directory}")
+    self.checked_step = self.step
+    return host
+
+  def log_pending(self) -> None:
+    if not self.pending.items:
+      return
+    self.host_pending()
+    summary = self.pending.take_summary()
+    self.writer.write(self.step, summary)
+    self.final.update(summary)
+    self.writer.write(self.step, {"perf/steps_per_sec": self.progress.update(self.step,
+                                                                             summary)},
+                      to_jsonl=False)
+
+  def evaluate(self) -> None:
+    batches = (mesh_lib.global_batch(b, self.exp.mesh) for b in self.exp.eval_batches)
+    results = dict(self.exp.task.evaluate(self.exp.eval_step, self.state, batches))
+    self.writer.write(self.step, results)
+    self.final.update(results)
+    logging.info("step %d  %s", self.step,
+                 "  ".join(f"{k}={v:.4f}" for k, v in results.items()))
+
+  def save(self) -> None:
+    """A checkpoint of this step with the data position and the pending metrics."""
+    self.checkpointer.save(self.step, self.state,
+                           {"iterator": self.data_iter.get_state(),
+                            "pending_metrics": self.host_pending()})
+    self.last_saved = self.step
+
+  def close(self) -> None:
+    self.progress.close()
+    self.writer.close()
+    self.checkpointer.close()
 
 
-def build_model(config: ml_collections.ConfigDict, task) -> nnx.Module:
-  """The model a config trains, initialised from `config.seed`."""
-  spec = datasets.spec(config.dataset.name)
-  kwargs = {"num_classes": spec.num_classes, "in_channels": spec.image_shape[-1],
-            "input_size": config.dataset.image_size,
-            **({"dtype": dtype} if (dtype := compute_dtype(config)) is not None else {}),
-            **{k: v for k, v in config.model.items() if k != "name"},
-            **task.model_kwargs()}  # e.g. segmentation's classes are the mask's, not the spec's
-  return create_model(config.model.name, rngs=nnx.Rngs(config.seed), **kwargs)
+def _due(step: int, every: int, total: int) -> bool:
+  return step % every == 0 or step == total
 
 
-@dataclasses.dataclass
-class Experiment:
-  """Everything a config trains with, built but not run: the loop's and the benchmarks'."""
-  mesh: Mesh
-  task: object
-  train_source: object
-  train_batches: object  # grain dataset of this host's numpy batches
-  eval_batches: object
-  total_steps: int
-  graphdef: object
-  state: TrainState  # replicated over `mesh`
-  train_step: object  # jitted (state, global batch) -> (state, metrics); donates the state
-  eval_step: object  # jitted (state, global batch) -> task.eval_batch sums
-
-  def train_iterator(self):
-    """This host's training batches, checkpointable (`get_state` / `set_state`).
-
-    In-memory batches are one gather each: a single prefetch thread keeps ahead of the
-    step, while grain's default 16 threads only contend for the GIL (3-4x slower);
-    record reads and decoding release it and keep the default.
-    """
-    options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=16) \
-        if isinstance(self.train_source, InMemorySource) else grain.ReadOptions()
-    return iter(self.train_batches.to_iter_dataset(options))
-
-
-def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
-  """Task, data, model, train state and jitted steps of `config` on `mesh` (default:
-  `config.local_devices` of each process, 0 for all; on CPU, as many as divide the
-  batch sizes)."""
-  mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
-                                           local_devices=config.get("local_devices", 0))
-  spec = datasets.spec(config.dataset.name)
-  task = make_task(config, spec.num_classes)
-  train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
-  task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
-  model = build_model(config, task)
-  tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
-  graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
-  del model
-  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  train_step = jit_train_step(graphdef, tx, task, mesh, schedule)
-  eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
-                      out_shardings=repl)
-  return Experiment(mesh, task, train_src, train_ds, eval_ds, total_steps, graphdef,
-                    jax.device_put(state, repl), train_step, eval_step)
+def _write_run_files(config: ml_collections.ConfigDict, exp: Experiment | None,
+                     workdir: str) -> None:
+  """config.json (before building: a failed build still says what was asked) and,
+  with `exp`, task.json: the task's settings with what it fitted to the data (read back
+  by `task.with_fitted`)."""
+  if jax.process_index() != 0:
+    return
+  if exp is None:
+    paths.write_atomic(paths.join(workdir, "config.json"),
+                       config.to_json_best_effort(indent=2, sort_keys=True))
+    return
+  task = exp.task
+  paths.write_atomic(paths.join(workdir, "task.json"), json.dumps(
+      {"task": config.task, **dataclasses.asdict(task), **task.fitted()}, indent=2))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics."""
   workdir = ensure_writable(workdir)
-  if jax.process_index() == 0:
-    paths.write_atomic(paths.join(workdir, "config.json"),
-                       config.to_json_best_effort(indent=2, sort_keys=True))
+  _write_run_files(config, None, workdir)
   exp = build_experiment(config)
-  mesh, task, state, total_steps = exp.mesh, exp.task, exp.state, exp.total_steps
-  train_step, eval_step, eval_ds = exp.train_step, exp.eval_step, exp.eval_batches
-  if jax.process_index() == 0:
-    paths.write_atomic(paths.join(workdir, "task.json"),
-                       json.dumps({"task": config.task, **dataclasses.asdict(task)}, indent=2))
-  data_iter = exp.train_iterator()
-
-  checkpointer = Checkpointer(paths.join(workdir, "checkpoints"),
-                              max_to_keep=config.keep_checkpoints)
-  pending = []  # per-step metrics not yet logged; saved with checkpoints between log steps
-  restored = checkpointer.restore(abstract_like(state))
-  if restored is not None:
-    state, data_state, saved_step = restored
-    data_iter.set_state(data_state["iterator"])
-    pending = data_state["pending_metrics"]
-    logging.info("Resumed from the checkpoint at step %d.", saved_step)
-  step = int(state.step)
-  last_saved = step
-
-  writer = MetricsWriter(workdir, resume_step=step)
-  progress = Progress(total_steps, step, config.log_every_steps)
+  _write_run_files(config, exp, workdir)
+  run = Run(config, exp, workdir)
   logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
-               config.model.name, config.dataset.name, total_steps, config.batch_size,
-               mesh.size, jax.default_backend())
-  final = {}
-  checked_step = step  # every step up to here had a finite loss
-
-  def check_finite(host_pending: list[dict]) -> None:
-    nonlocal checked_step
-    if any(m["nonfinite"] for m in host_pending):
-      good = checkpointer.latest_step()
-      raise NonFiniteLossError(
-          f"the training loss became NaN or inf between steps {checked_step + 1} and {step}; "
-          f"stopped without saving. Last good checkpoint: "
-          f"{'none' if good is None else f'step {good}'} in {checkpointer.directory}. "
-          "Lower the learning rate or add gradient clipping (optimizer.grad_clip_norm).")
-    checked_step = step
-
-  def host_pending() -> list[dict]:
-    """Fetches the pending metrics (one sync) and proves every step's loss finite."""
-    nonlocal pending
-    pending = [{k: float(v) for k, v in m.items()} for m in jax.device_get(pending)]
-    check_finite(pending)
-    return pending
-
-  def flush() -> dict:
-    nonlocal pending
-    if not pending:
-      return {}
-    summary = _summarise(host_pending())
-    pending = []
-    summary.pop("nonfinite")
-    return summary
-
-  def save() -> None:
-    nonlocal last_saved
-    checkpointer.save(step, state, {"iterator": data_iter.get_state(),
-                                    "pending_metrics": host_pending()})
-    last_saved = step
-
-  def flush_and_log() -> None:
-    summary = flush()
-    if summary:
-      writer.write(step, summary)
-      final.update(summary)
-      writer.write(step, {"perf/steps_per_sec": progress.update(step, summary)},
-                   to_jsonl=False)
-
+               config.model.name, config.dataset.name, exp.total_steps, config.batch_size,
+               exp.mesh.size, jax.default_backend())
   try:
     with _StopFlag() as stop:
       start = time.perf_counter()
-      while step < total_steps and not stop.requested:
-        batch = mesh_lib.global_batch(next(data_iter), mesh)
-        state, metrics = train_step(state, batch)
-        pending.append(metrics)
-        step += 1
-        if step % config.log_every_steps == 0:
-          flush_and_log()
-        if step % config.eval_every_steps == 0 or step == total_steps:
-          flush_and_log()
-          batches = (mesh_lib.global_batch(b, mesh) for b in eval_ds)
-          results = dict(task.evaluate(eval_step, state, batches))
-          writer.write(step, results)
-          final.update(results)
-          logging.info("step %d  %s", step, "  ".join(f"{k}={v:.4f}" for k, v in
-                                                        results.items()))
-        if step % config.checkpoint_every_steps == 0 or step == total_steps:
-          save()
-      if step != last_saved:  # stopped early by SIGTERM
-        save()
+      while run.step < exp.total_steps and not stop.requested:
+        run.train_step()
+        if run.step % config.log_every_steps == 0:
+          run.log_pending()
+        if _due(run.step, config.eval_every_steps, exp.total_steps):
+          run.log_pending()
+          run.evaluate()
+        if _due(run.step, config.checkpoint_every_steps, exp.total_steps):
+          run.save()
+      if run.step != run.last_saved:  # stopped early by SIGTERM
+        run.save()
       elapsed = time.perf_counter() - start
   finally:
-    progress.close()
-    writer.close()
-    checkpointer.close()
+    run.close()
   if jax.process_index() == 0:
-    records = read_metrics(paths.join(workdir, "metrics.jsonl"))
-    plot_curves(records, paths.join(workdir, "curves.png"),
-                f"{config.model.name} on {config.dataset.name}", metric=task.headline)
-  logging.info("Stopped at step %d/%d after %.1fs of training.", step, total_steps, elapsed)
-  return {"step": step, **final}
+    plot_curves(read_metrics(paths.join(workdir, "metrics.jsonl")),
+                paths.join(workdir, "curves.png"),
+                f"{config.model.name} on {config.dataset.name}", metric=exp.task.headline)
+  logging.info("Stopped at step %d/%d after %.1fs of training.", run.step, exp.total_steps,
+               elapsed)
+  return {"step": run.step, **run.final}
