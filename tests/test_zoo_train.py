@@ -22,5 +22,5 @@ def test_family_trains_on_shapes(family, tmp_path):
 
 
 def test_unknown_family_preset():
-  with pytest.raises(ValueError, match=r"preset: expected one of \['test', 'gpu', 'tpu', 'v1'\]"):
+  with pytest.raises(ValueError, match=r"preset: expected some of \['gpu', 'test', 'tpu', 'v1'\]"):
     load_config(os.path.join(ROOT, "experiments", "configs", "mobilenet_shapes.py:v3"))

@@ -9,9 +9,11 @@ recipe is not tuned for AlexNet yet.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
+
+PRESETS = shapes_presets(test_size=64)  # AlexNet needs >= 63
 
 
 def get_config(arg=None):
-  c = shapes_config("alexnet", 64, test_size=64)  # AlexNet needs >= 63
-  return apply_presets(c, arg)
+  return apply_presets(shapes_config(model=dict(name="alexnet"), size=64), arg, PRESETS)

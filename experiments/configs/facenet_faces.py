@@ -18,9 +18,8 @@ Presets: :test (3 steps, for the tests); :random, :batch_all, :batch_hard, :bina
 (the other objectives); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
-import ml_collections
-
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 
 def _objective(name):
@@ -29,24 +28,21 @@ def _objective(name):
   return preset
 
 
+def _test(c):  # 3 steps, for the tests; batches of 4 identities x 4 faces
+  c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 16, 200
+  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
+  c.schedule.warmup_steps = 1
+  c.metric.identities_per_batch = 4
+
+
+PRESETS = {**shapes_presets(), "test": _test,
+           **{name: _objective(name) for name in ("random", "batch_all", "batch_hard",
+                                                  "binary")}}
+
+
 def get_config(arg=None):
-  c = shapes_config("face_embedder", 32, batch_size=64, epochs=20.0, learning_rate=2e-3,
-                    test_size=32, backbone="resnet20_cifar", dim=128)
-  c.task = "metric"
-  c.dataset.name = "faces/64"
-  c.dataset.image_size = 32
-  c.eval_batch_size = 200
-  del c.augment, c.loss  # classification's
-  c.metric = ml_collections.ConfigDict(dict(
-      objective="semi_hard", alpha=0.2, identities_per_batch=16, horizontal_flip=True,
-      validation_identities=(500, 600), gallery_identities=(600, 700),
-      stranger_identities=(700, 800)))
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
-  presets = {name: _objective(name) for name in ("random", "batch_all", "batch_hard",
-                                                   "binary")}
-  c = apply_presets(c, arg, presets)
-  if "test" in (arg or "").split(","):  # the tests' preset, on the faces all the same
-    c.dataset.name, c.dataset.image_size = "faces/64", 32
-    c.batch_size, c.metric.identities_per_batch = 16, 4
-  return c
+  c = shapes_config(
+      "metric", model=dict(name="face_embedder", backbone="resnet20_cifar", dim=128),
+      size=32, dataset=dict(name="faces/64"), num_epochs=20.0, eval_batch_size=200,
+      eval_every_steps=1000, checkpoint_every_steps=1000)
+  return apply_presets(c, arg, PRESETS)

@@ -16,9 +16,8 @@ instead of RoIAlign: after 1,000 steps COCO mAP 0.577 against RoIAlign's 0.806, 
 slower per step here); :voc (catalog `voc/2007` at 224x224, 20 classes).
 """
 
-import ml_collections
-
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 
 def _small(c):
@@ -35,22 +34,15 @@ def _voc(c):
   c.model.anchor_sizes = (0.08, 0.16, 0.32, 0.64)
 
 
+PRESETS = shapes_presets(test_size=64, small=_small, roi_pool=_roi_pool, voc=_voc)
+
+
 def get_config(arg=None):
-  c = shapes_config("faster_rcnn", 64, batch_size=16, epochs=20.0, learning_rate=1e-3,
-                    test_size=64, pool="align", pool_size=7,
-                    anchor_sizes=(0.2, 0.3, 0.45), aspect_ratios=(0.5, 1.0, 2.0))
-  c.task = "two_stage"
-  c.dataset.name = "shapes/multi_64"
-  del c.augment, c.loss  # classification's
-  c.two_stage = ml_collections.ConfigDict(dict(
-      max_objects=4, horizontal_flip=True, vertical_flip=True,
-      rpn=dict(fg_iou=0.7, bg_iou=0.3, batch_per_image=256, positive_fraction=0.5,
-               pre_nms_train=600, post_nms_train=128, pre_nms_test=300, post_nms_test=64,
-               nms_iou=0.7, min_size=0.01),
-      roi=dict(batch_per_image=32, positive_fraction=0.25, fg_iou=0.5, bg_iou_low=0.0,
-               box_weights=(10.0, 10.0, 5.0, 5.0), add_ground_truth=True),
-      loss=dict(rpn_objectness=1.0, rpn_box=1.0, classifier=1.0, box=1.0, beta=1.0 / 9),
-      postprocess=dict(score_threshold=0.01, iou_threshold=0.5, max_detections=50)))
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
-  return apply_presets(c, arg, {"small": _small, "roi_pool": _roi_pool, "voc": _voc})
+  c = shapes_config(
+      "two_stage", size=64, dataset=dict(name="shapes/multi_64"),
+      model=dict(name="faster_rcnn", pool="align", pool_size=7, anchor_sizes=(0.2, 0.3, 0.45),
+                 aspect_ratios=(0.5, 1.0, 2.0)),
+      batch_size=16, num_epochs=20.0, optimizer=dict(learning_rate=1e-3),
+      eval_every_steps=1000, checkpoint_every_steps=1000,
+      two_stage=dict(postprocess=dict(score_threshold=0.01)))
+  return apply_presets(c, arg, PRESETS)

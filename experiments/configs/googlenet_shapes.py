@@ -9,9 +9,11 @@ the 6-epoch default is not measured yet.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
+
+PRESETS = shapes_presets()
 
 
 def get_config(arg=None):
-  c = shapes_config("googlenet_aux", 64)
-  return apply_presets(c, arg)
+  return apply_presets(shapes_config(model=dict(name="googlenet_aux"), size=64), arg, PRESETS)

@@ -23,60 +23,47 @@ Override any key, e.g. `--config.optimizer.learning_rate=0.01 --config.seed=1`.
 
 import ml_collections
 
+from cnn_lab.train.configs import apply_presets, make_config
+
+
+def _test(c):  # a few steps on a tiny budget, for the test suite
+  c.num_train_steps = 30
+  c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 5, 15, 10
+  c.schedule.warmup_steps = 5
+
+
+def _classic(c):  # LeNet-5 as in LeCun et al. 1998
+  c.model = ml_collections.ConfigDict(dict(name="lenet5", dropout=0.0, impl="xla"))
+
+
+def _accelerator(scale: int):
+  def preset(c):  # bfloat16, all devices, `scale` x the batch
+    c.compute_dtype, c.local_devices = "bfloat16", 0
+    c.batch_size, c.eval_batch_size = 64 * scale, 128 * scale
+    c.optimizer.learning_rate *= scale ** 0.5
+    c.schedule.warmup_steps = 100 // scale
+    c.log_every_steps = c.eval_every_steps = 100 // scale
+  return preset
+
+
+def _mnist(c):
+  c.dataset.name, c.dataset.resize_method = "mnist", "pad"
+  c.num_epochs = 10.0
+
+
+PRESETS = {"test": _test, "classic": _classic, "mnist": _mnist, "gpu": _accelerator(4),
+           "tpu": _accelerator(16)}
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.task = "classification"
-  c.seed = 0
-
-  c.dataset = ml_collections.ConfigDict(dict(
-      name="digits", data_dir="", cache=True, image_size=32, mean=0.5, std=0.5,
-      resize_method="resize"))
-  c.model = ml_collections.ConfigDict(dict(name="lenet5_modern", dropout=0.1, impl="xla"))
-  c.augment = ml_collections.ConfigDict(dict(
-      max_rotation=10.0, max_scale=0.1, max_shift=2.0, fill=-1.0))  # fill = background
-  c.loss = ml_collections.ConfigDict(dict(label_smoothing=0.1))
-  c.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=3e-3, weight_decay=1e-3, b1=0.9, b2=0.999,
-      momentum=0.9, nesterov=False, grad_clip_norm=0.0))
-  c.schedule = ml_collections.ConfigDict(dict(
-      name="warmup_cosine", warmup_steps=100, end_factor=0.0, boundaries=(0.5, 0.75),
-      scales=(0.1, 0.1)))
-
-  c.batch_size = 64
-  c.eval_batch_size = 128
-  # Devices each process trains on (0: all). LeNet-5 at batch 64 is dispatch-bound: on
-  # 2 CPU cores one device trains faster than two (README "Performance").
-  c.local_devices = 1
-  c.compute_dtype = "float32"  # or "bfloat16": activations; parameters stay float32
-  c.num_epochs = 60.0
-  c.num_train_steps = -1  # > 0 overrides num_epochs
-  c.log_every_steps = 100
-  c.eval_every_steps = 100
-  c.checkpoint_every_steps = 500
-  c.keep_checkpoints = 3
-
-  for preset in (arg or "").split(","):
-    if preset == "test":
-      c.num_train_steps = 30
-      c.log_every_steps = 5
-      c.eval_every_steps = 15
-      c.checkpoint_every_steps = 10
-      c.schedule.warmup_steps = 5
-    elif preset == "classic":
-      c.model = ml_collections.ConfigDict(dict(name="lenet5", dropout=0.0, impl="xla"))
-    elif preset in ("gpu", "tpu"):  # bfloat16, all devices, 4x / 16x the batch
-      c.compute_dtype, c.local_devices = "bfloat16", 0
-      scale = 4 if preset == "gpu" else 16
-      c.batch_size, c.eval_batch_size = 64 * scale, 128 * scale
-      c.optimizer.learning_rate *= scale ** 0.5
-      c.schedule.warmup_steps = 100 // scale
-      c.log_every_steps = c.eval_every_steps = 100 // scale
-    elif preset == "mnist":
-      c.dataset.name = "mnist"
-      c.dataset.resize_method = "pad"
-      c.num_epochs = 10.0
-    elif preset:
-      raise ValueError(f"preset: expected test, classic, mnist, gpu or tpu, received "
-                       f"{preset!r}")
-  return c
+  c = make_config(
+      "classification",
+      model=dict(dropout=0.1),
+      augment=dict(max_rotation=10.0, max_scale=0.1, max_shift=2.0, fill=-1.0),  # background
+      loss=dict(label_smoothing=0.1),
+      optimizer=dict(learning_rate=3e-3, weight_decay=1e-3),
+      # LeNet-5 at batch 64 is dispatch-bound: on 2 CPU cores one device trains faster
+      # than two (README "Performance").
+      local_devices=1,
+      num_epochs=60.0, eval_every_steps=100, checkpoint_every_steps=500)
+  return apply_presets(c, arg, PRESETS)

@@ -50,51 +50,65 @@ with test-time augmentation and as an ensemble.
 
 import ml_collections
 
+from cnn_lab.train.configs import apply_presets
 from experiments.configs import lenet5_digits
+
+
+def _test(c):  # a few steps, for the test suite
+  c.num_train_steps = 20
+  c.batch_size, c.eval_batch_size = 32, 1000
+  c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 5, 10, 10
+  c.schedule.warmup_steps = 5
+
+
+def _paper(distorted: bool):
+  def preset(c):  # the 1998 network and training, with the stand-ins the docstring names
+    c.model = ml_collections.ConfigDict(dict(name="lenet5", output="rbf", impl="xla"))
+    # the paper's input scaling: background -0.1, ink 1.175 (mean ~0, variance ~1)
+    c.dataset.update(mean=0.078431, std=0.784314)
+    c.augment.fill = -0.1
+    c.optimizer.update(name="adam", learning_rate=1e-3, weight_decay=0.0)
+    # the paper's passes 1-2, 3-5, 6-8, 9-12, 13-20 (fractions of 20 passes)
+    c.schedule.update(name="piecewise", boundaries=(0.1, 0.25, 0.4, 0.6),
+                      scales=(0.4, 0.5, 0.5, 0.2))
+    c.batch_size, c.num_epochs = 32, 20.0
+    c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 500, 3750, 3750
+    if not distorted:
+      c.augment.update(max_rotation=0.0, max_scale=0.0, max_shift=0.0)
+  return preset
+
+
+def _resnet20(c):
+  c.model = ml_collections.ConfigDict(dict(name="resnet20_cifar", impl="xla"))
+  c.optimizer.weight_decay = 1e-4
+  c.num_epochs, c.local_devices = 2.5, 0
+  c.log_every_steps, c.eval_every_steps = 50, 1000
+
+
+def _validation(c):
+  c.dataset.update(train_split="train[:50000]", eval_split="train[50000:]")
+
+
+def _accelerator(scale: int):
+  def preset(c):  # bfloat16, all devices, `scale` x the batch
+    c.compute_dtype, c.local_devices = "bfloat16", 0
+    c.batch_size, c.eval_batch_size = c.batch_size * scale, 500 * scale
+    c.optimizer.learning_rate *= scale ** 0.5
+    c.schedule.warmup_steps = max(1, c.schedule.warmup_steps // scale)
+  return preset
+
+
+PRESETS = {"test": _test, "classic": _paper(distorted=False),
+           "distorted": _paper(distorted=True), "resnet20": _resnet20,
+           "validation": _validation, "gpu": _accelerator(4), "tpu": _accelerator(16)}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = lenet5_digits.get_config()  # the digits recipe, changed where MNIST asks it
-  c.dataset.update(name="mnist", resize_method="pad", train_split="", eval_split="")
+  c.dataset.update(name="mnist", resize_method="pad")
   c.model.dropout = 0.0
   c.schedule.warmup_steps = 200
   c.batch_size, c.eval_batch_size, c.num_epochs = 128, 500, 40.0
   c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 100, 1000, 1000
   c.keep_checkpoints = 2
-
-  for preset in (arg or "").split(","):
-    if preset == "test":
-      c.num_train_steps = 20
-      c.batch_size, c.eval_batch_size = 32, 1000
-      c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 5, 10, 10
-      c.schedule.warmup_steps = 5
-    elif preset in ("classic", "distorted"):
-      c.model = ml_collections.ConfigDict(dict(name="lenet5", output="rbf", impl="xla"))
-      # the paper's input scaling: background -0.1, ink 1.175 (mean ~0, variance ~1)
-      c.dataset.update(mean=0.078431, std=0.784314)
-      c.augment.fill = -0.1
-      c.optimizer.update(name="adam", learning_rate=1e-3, weight_decay=0.0)
-      # the paper's passes 1-2, 3-5, 6-8, 9-12, 13-20 (fractions of 20 passes)
-      c.schedule.update(name="piecewise", boundaries=(0.1, 0.25, 0.4, 0.6),
-                        scales=(0.4, 0.5, 0.5, 0.2))
-      c.batch_size, c.num_epochs = 32, 20.0
-      c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 500, 3750, 3750
-      if preset == "classic":
-        c.augment.update(max_rotation=0.0, max_scale=0.0, max_shift=0.0)
-    elif preset == "resnet20":
-      c.model = ml_collections.ConfigDict(dict(name="resnet20_cifar", impl="xla"))
-      c.optimizer.weight_decay = 1e-4
-      c.num_epochs, c.local_devices = 2.5, 0
-      c.log_every_steps, c.eval_every_steps = 50, 1000
-    elif preset == "validation":
-      c.dataset.update(train_split="train[:50000]", eval_split="train[50000:]")
-    elif preset in ("gpu", "tpu"):  # bfloat16, all devices, 4x / 16x the batch
-      scale = 4 if preset == "gpu" else 16
-      c.compute_dtype, c.local_devices = "bfloat16", 0
-      c.batch_size, c.eval_batch_size = c.batch_size * scale, 500 * scale
-      c.optimizer.learning_rate *= scale ** 0.5
-      c.schedule.warmup_steps = max(1, c.schedule.warmup_steps // scale)
-    elif preset:
-      raise ValueError("preset: expected some of test, classic, distorted, resnet20, "
-                       f"validation, gpu, tpu, received {preset!r}")
-  return c
+  return apply_presets(c, arg, PRESETS)

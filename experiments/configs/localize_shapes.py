@@ -14,21 +14,19 @@ eval/landmark_nme 0.075 after 1,395 steps (15 epochs) in 528 s of training.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md); :nolandmarks (the box head alone).
 """
 
-import ml_collections
-
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 
 def _no_landmarks(c):
   c.localization.num_landmarks = 0
 
 
+PRESETS = shapes_presets(test_size=64, nolandmarks=_no_landmarks)
+
+
 def get_config(arg=None):
-  c = shapes_config("localizer", 64, batch_size=64, epochs=15.0, learning_rate=2e-3,
-                    test_size=64)
-  c.task = "localization"
-  c.dataset.name = "shapes/localize_64"
-  del c.augment, c.loss  # classification's
-  c.localization = ml_collections.ConfigDict(dict(num_landmarks=5, box_weight=5.0,
-                                                  landmark_weight=5.0))
-  return apply_presets(c, arg, {"nolandmarks": _no_landmarks})
+  c = shapes_config("localization", model=dict(name="localizer"), size=64,
+                    dataset=dict(name="shapes/localize_64"), num_epochs=15.0,
+                    localization=dict(num_landmarks=5))
+  return apply_presets(c, arg, PRESETS)

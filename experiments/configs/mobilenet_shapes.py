@@ -9,12 +9,20 @@ recipe is not tuned for MobileNetV2 yet.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md), :v1.
 """
 
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
+
+
+def _v1(c):
+  c.model.name = "mobilenet_v1"
+
+
+PRESETS = shapes_presets(v1=_v1)
 
 
 def get_config(arg=None):
   # impl="scratch": on CPU, XLA's grouped convolution is slow for depthwise layers; the
   # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
   # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
-  c = shapes_config("mobilenet_v2", 64, impl="scratch")
-  return apply_presets(c, arg, {"v1": lambda c: setattr(c.model, "name", "mobilenet_v1")})
+  c = shapes_config(model=dict(name="mobilenet_v2", impl="scratch"), size=64)
+  return apply_presets(c, arg, PRESETS)

@@ -10,7 +10,8 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 (torchvision's ImageNet layout, at 64x64).
 """
 
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 
 def _model(name):
@@ -24,8 +25,10 @@ def _resnet18(c):
   c.dataset.name, c.dataset.image_size = "shapes/single_64", 64
 
 
+PRESETS = shapes_presets(plain=_model("plain20_cifar"), resnet56=_model("resnet56_cifar"),
+                         plain56=_model("plain56_cifar"), resnet18=_resnet18)
+
+
 def get_config(arg=None):
-  c = shapes_config("resnet20_cifar", 32)
-  return apply_presets(c, arg, {"plain": _model("plain20_cifar"),
-                                "resnet56": _model("resnet56_cifar"),
-                                "plain56": _model("plain56_cifar"), "resnet18": _resnet18})
+  return apply_presets(shapes_config(model=dict(name="resnet20_cifar"), size=32), arg,
+                       PRESETS)

@@ -19,9 +19,8 @@ per class: linear 0.564 / 0.622 / 0.800, finetune 0.616 / 0.678 / 0.864, scratch
 0.142 / 0.146 (chance 0.125).
 """
 
-import ml_collections
-
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 FINE_TUNE_AT = 12  # base layers: 0 stem, 1..17 blocks, 18 the 1x1 conv to 1280
 HEAD = (r"^head\.", 1.0)
@@ -47,29 +46,27 @@ def _flowers(c):
   c.num_train_steps = 2000
 
 
-def _test(c):
-  c.model.weights = ""  # no weights fetch in the unit tests of the launcher
-  if c.dataset.name.startswith("shapes/"):
-    c.dataset.update(name="shapes/single_32", image_size=32, train_per_class=2)
+def _test(c):  # the shapes :test, without the weights fetch, on 2 images a class
+  PRESETS_BASE["test"](c)
+  c.model.weights = ""
+  c.dataset.train_per_class = 2
+
+
+PRESETS_BASE = shapes_presets()
+PRESETS = {**PRESETS_BASE, "test": _test, "linear": lambda c: None, "finetune": _finetune,
+           "scratch": _scratch, "flowers": _flowers}
 
 
 def get_config(arg=None):
-  c = shapes_config("mobilenet_v2_transfer", 96, batch_size=32, learning_rate=1e-3,
-                    test_size=32, weights="imagenet", trainable_from=19, freeze_bn=True,
-                    dropout_rate=0.2)
-  c.model.impl = "scratch"  # XLA's depthwise convolution is slow on CPU (see README)
-  c.dataset = ml_collections.ConfigDict({  # rebuilt: mean and std become per-channel
-      **c.dataset.to_dict(), "name": "shapes/single_128", "image_size": 96,
-      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "train_per_class": 10,
-      "subset_seed": 0})
-  c.optimizer.update(name="adam", weight_decay=0.0, grad_clip_norm=0.0)
-  c.optimizer.param_groups = (HEAD,)
-  c.schedule.update(name="cosine", warmup_steps=0, end_factor=0.0)
-  c.num_train_steps = 300
-  c.eval_every_steps = c.checkpoint_every_steps = 300
-  presets = {"linear": lambda c: None, "finetune": _finetune, "scratch": _scratch,
-             "flowers": _flowers}
-  c = apply_presets(c, arg, presets)
-  if arg and "test" in arg.split(","):
-    _test(c)
-  return c
+  c = shapes_config(
+      size=96, batch_size=32,
+      model=dict(name="mobilenet_v2_transfer", weights="imagenet", trainable_from=19,
+                 freeze_bn=True, dropout_rate=0.2,
+                 impl="scratch"),  # XLA's depthwise convolution is slow on CPU (README)
+      dataset=dict(name="shapes/single_128", mean=(0.485, 0.456, 0.406),
+                   std=(0.229, 0.224, 0.225), train_per_class=10),
+      optimizer=dict(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=0.0,
+                     param_groups=(HEAD,)),
+      schedule=dict(name="cosine", warmup_steps=0),
+      num_train_steps=300, eval_every_steps=300, checkpoint_every_steps=300)
+  return apply_presets(c, arg, PRESETS)

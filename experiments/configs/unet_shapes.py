@@ -14,10 +14,9 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 3 classes: pet, background, border; prepare it where there is network).
 """
 
-import ml_collections
-
 from cnn_lab.data.shapes import CLASSES
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 
 def _course(c):
@@ -34,15 +33,14 @@ def _pets(c):
                         class_names=("pet", "background", "border"))
 
 
+PRESETS = shapes_presets(test_size=64, course=_course, dice=_dice, pets=_pets)
+
+
 def get_config(arg=None):
-  c = shapes_config("unet", 64, batch_size=32, epochs=8.0, learning_rate=2e-3, test_size=64,
-                    filters=16, dropout_rate=0.1)
-  c.task = "segmentation"
-  c.dataset.name = "shapes/multi_64"
-  del c.augment, c.loss  # classification's
-  c.segmentation = ml_collections.ConfigDict(dict(
-      num_classes=len(CLASSES) + 1, mask_key="mask", mask_offset=0, class_weights=(),
-      dice_weight=0.0, horizontal_flip=True, vertical_flip=True,
-      class_names=("background", *CLASSES)))
-  c.eval_every_steps = 500
-  return apply_presets(c, arg, {"course": _course, "dice": _dice, "pets": _pets})
+  c = shapes_config(
+      "segmentation", model=dict(name="unet", filters=16, dropout_rate=0.1), size=64,
+      dataset=dict(name="shapes/multi_64"), batch_size=32, num_epochs=8.0,
+      eval_every_steps=500,
+      segmentation=dict(num_classes=len(CLASSES) + 1, vertical_flip=True,
+                        class_names=("background", *CLASSES)))
+  return apply_presets(c, arg, PRESETS)

@@ -11,9 +11,13 @@ with a test run); the 6-epoch default is not measured yet.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
+
+PRESETS = shapes_presets()
 
 
 def get_config(arg=None):
-  c = shapes_config("vgg11_bn", 32, learning_rate=1e-3, head="cifar")
-  return apply_presets(c, arg)
+  c = shapes_config(model=dict(name="vgg11_bn", head="cifar"), size=32,
+                    optimizer=dict(learning_rate=1e-3))
+  return apply_presets(c, arg, PRESETS)

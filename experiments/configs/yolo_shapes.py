@@ -13,9 +13,8 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 :voc (catalog `voc/2007` at 224x224, 20 classes; prepare it where there is network).
 """
 
-import ml_collections
-
-from experiments.configs.shapes_base import apply_presets, shapes_config
+from cnn_lab.train.configs import apply_presets
+from experiments.configs.shapes_base import shapes_config, shapes_presets
 
 
 def _small(c):
@@ -27,17 +26,13 @@ def _voc(c):
   c.detection.max_objects = 64  # VOC 2007 has up to 42 objects in an image
 
 
+PRESETS = shapes_presets(test_size=64, small=_small, voc=_voc)
+
+
 def get_config(arg=None):
-  c = shapes_config("yolo_tiny", 64, batch_size=32, epochs=40.0, learning_rate=3e-3,
-                    test_size=64)
-  c.task = "detection"
-  c.dataset.name = "shapes/multi_64"
-  del c.augment, c.loss  # classification's
-  c.detection = ml_collections.ConfigDict(dict(
-      max_objects=4, num_anchors=5, anchors=(), horizontal_flip=True, vertical_flip=True,
-      loss=dict(coord=5.0, object=1.0, no_object=1.0, classes=1.0, ignore_iou=0.6),
-      postprocess=dict(score_threshold=0.01, iou_threshold=0.45, max_detections=50,
-                       class_aware=True)))
-  c.eval_every_steps = 1000
-  c.checkpoint_every_steps = 1000
-  return apply_presets(c, arg, {"small": _small, "voc": _voc})
+  c = shapes_config(
+      "detection", model=dict(name="yolo_tiny"), size=64,
+      dataset=dict(name="shapes/multi_64"), batch_size=32, num_epochs=40.0,
+      optimizer=dict(learning_rate=3e-3), eval_every_steps=1000, checkpoint_every_steps=1000,
+      detection=dict(postprocess=dict(score_threshold=0.01)))
+  return apply_presets(c, arg, PRESETS)

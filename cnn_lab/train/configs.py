@@ -1,0 +1,101 @@
+"""Configs from the code's defaults, and the one preset mechanism.
+
+A config file (`experiments/configs/*.py`) is `get_config(arg)`: `make_config(task,
+**changes)` (every key the training reads, at its default, with the file's changes
+merged in) followed by `apply_presets(config, arg, PRESETS)`. The file holds only what
+it changes; its docstring gives the command and the result to expect.
+
+The task's sections come from its settings' defaults (`Task.defaults`): a config
+never holds, nor deletes, another task's sections.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import ml_collections
+
+from cnn_lab.errors import fail
+from cnn_lab.train.tasks import TASKS
+
+# What the training reads besides the task's sections, at the code's defaults.
+TRAINING = {
+    "seed": 0,
+    # name: a `cnn_lab.data.datasets` name; train/eval_split: "" = the dataset's own;
+    # train_per_class > 0: a few-shot subset (the same for every seed: `subset_seed`)
+    "dataset": {"name": "digits", "data_dir": "", "cache": True, "image_size": 32,
+                "mean": 0.5, "std": 0.5, "resize_method": "resize", "train_split": "",
+                "eval_split": "", "train_per_class": 0, "subset_seed": 0},
+    # name: a `cnn_lab.models` preset; other keys go to the family's constructor, except
+    # `weights` ("imagenet" or a .pth path), loaded into a model's `pretrained_base`
+    "model": {"name": "lenet5_modern", "impl": "xla"},
+    "optimizer": {"name": "adamw", "learning_rate": 1e-3, "weight_decay": 1e-4, "b1": 0.9,
+                  "b2": 0.999, "momentum": 0.9, "nesterov": False, "grad_clip_norm": 0.0,
+                  "param_groups": ()},
+    "schedule": {"name": "warmup_cosine", "warmup_steps": 100, "end_factor": 0.0,
+                 "boundaries": (0.5, 0.75), "scales": (0.1, 0.1)},
+    "batch_size": 64,
+    "eval_batch_size": 128,
+    "local_devices": 0,  # devices each process trains on, 0: all (CPU: those that divide)
+    "compute_dtype": "float32",  # or "bfloat16": activations; parameters stay float32
+    "num_epochs": 10.0,
+    "num_train_steps": -1,  # > 0 overrides num_epochs
+    "log_every_steps": 100,
+    "eval_every_steps": 1000,
+    "checkpoint_every_steps": 1000,
+    "keep_checkpoints": 3,
+}
+OPEN_SECTIONS = ("model",)  # keys go to the model family: any name is allowed
+
+
+def defaults(task: str = "classification") -> dict:
+  """Every key a `task` run reads, at the code's defaults (a plain nested dict)."""
+  if task not in TASKS:
+    raise fail("task", f"one of {sorted(TASKS)}", task)
+  return {"task": task, **copy.deepcopy(TRAINING), **TASKS[task].defaults()}
+
+
+def _merge(base: dict, changes: dict, where: str) -> dict:
+  """`changes` merged into `base` key by key (dicts recursively); a key `base` lacks is
+  refused unless `base` is an open section."""
+  out = dict(base)
+  for key, value in changes.items():
+    name = f"{where}.{key}" if where else key
+    if key not in base and where not in OPEN_SECTIONS:
+      raise fail(name, f"a key of {where or 'the config'}: {sorted(base)}", key)
+    if isinstance(value, dict) and isinstance(base.get(key), dict):
+      value = _merge(base[key], value, name)
+    out[key] = value
+  return out
+
+
+def make_config(task: str = "classification", **changes) -> ml_collections.ConfigDict:
+  """The defaults of `task` with `changes` (section=dict(key=value), or key=value)."""
+  return ml_collections.ConfigDict(_merge(defaults(task), changes, ""))
+
+
+def apply_presets(config: ml_collections.ConfigDict, arg: str | None,
+                  presets: dict[str, Callable[[ml_collections.ConfigDict], None]]
+                  ) -> ml_collections.ConfigDict:
+  """Applies the comma-separated presets of `arg` (`file.py:test,gpu`) in order; each
+  is a function that changes the config in place."""
+  for name in (arg or "").split(","):
+    if not name:
+      continue
+    if name not in presets:
+      raise fail("preset", f"some of {sorted(presets)}", name)
+    presets[name](config)
+  return config
+
+
+def merge(*changes: dict) -> dict:
+  """Change sets merged left to right (dicts key by key): a family's recipe over a
+  shared one, before `make_config` checks the keys."""
+  out: dict = {}
+  for change in changes:
+    for key, value in change.items():
+      if isinstance(value, dict) and isinstance(out.get(key), dict):
+        value = merge(out[key], value)
+      out[key] = value
+  return out
