@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import importlib
 import os
 import shutil
 import socket
@@ -23,12 +24,9 @@ import socket
 import tensorflow_datasets as tfds
 from absl import logging
 
-from cnn_lab.data import digits as _digits  # noqa: F401  (registers the builder)
 from cnn_lab.data import faces as _faces
-from cnn_lab.data import mnist as _mnist  # noqa: F401  (registers the builder)
 from cnn_lab.data import shapes as _shapes
-from cnn_lab.fetch import UnavailableError
-from cnn_lab.ops._checks import fail
+from cnn_lab.errors import UnavailableError, fail
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cnn_lab", "tfds")
 
@@ -39,14 +37,16 @@ class DatasetSpec:
   image_shape: tuple  # (H, W, C); None where images vary in size
   train_split: str = "train"
   eval_split: str = "test"
-  embedded: bool = False
+  # the module of `cnn_lab.data` whose TFDS builder prepares it here, offline ("": a
+  # catalog dataset); imported when the dataset is first prepared
+  embedded: str = ""
   builder: str = ""  # the TFDS builder's name, where it is not the dataset's
 
 
 SPECS = {
-    "digits": DatasetSpec(10, (8, 8, 1), embedded=True),
+    "digits": DatasetSpec(10, (8, 8, 1), embedded="digits"),
     # the real MNIST, embedded (cnn_lab.data.mnist); TFDS's catalog builder owns `mnist`
-    "mnist": DatasetSpec(10, (28, 28, 1), embedded=True, builder="lecun_mnist"),
+    "mnist": DatasetSpec(10, (28, 28, 1), embedded="mnist", builder="lecun_mnist"),
     "fashion_mnist": DatasetSpec(10, (28, 28, 1)),
     "cifar10": DatasetSpec(10, (32, 32, 3)),
     "imagenette": DatasetSpec(10, (None, None, 3), eval_split="validation"),
@@ -59,13 +59,13 @@ SPECS = {
                                 eval_split="train[80%:]"),
     # 5,749 people, names as labels, one split; verification uses `cnn_lab.data.lfw`
     "lfw": DatasetSpec(5749, (250, 250, 3), eval_split="train"),
-    **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded=True)
+    **{f"shapes/{c.name}": DatasetSpec(len(_shapes.CLASSES), (c.size, c.size, 3), embedded="shapes")
        for c in _shapes.Shapes.BUILDER_CONFIGS},
     # identities, disjoint across splits: num_classes counts the training identities
     # (evaluation: thresholds on validation identities, metrics on test identities)
     **{f"faces/{c.name}": DatasetSpec(len(_faces.split_identities("train")),
                                       (c.size, c.size, 3), eval_split="validation+test",
-                                      embedded=True)
+                                      embedded="faces")
        for c in _faces.Faces.BUILDER_CONFIGS},
 }
 
@@ -127,6 +127,7 @@ def _damage(builder) -> str | None:
 
 
 def _prepare_embedded(name: str, data_dir: str):
+  importlib.import_module(f"cnn_lab.data.{spec(name).embedded}")  # registers its builder
   tfds_name = builder_name(name)
   if tfds_name != name and "://" not in data_dir and os.path.isdir(os.path.join(data_dir, name)):
     logging.info("Using the embedded %s (%s) in %s; the TFDS catalog %s prepared there is "

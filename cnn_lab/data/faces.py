@@ -95,22 +95,14 @@ def _face_outline(cx, cy, w, h, chin, n=48):
   return [(cx + w * a, cy + h * b) for a, b in zip(x, y)]
 
 
-def _draw_face(p: Identity, canvas: int, rng: np.random.Generator) -> Image.Image:
-  """One identity's face, expression and head turn on a transparent `canvas` layer."""
-  layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
-  d = ImageDraw.Draw(layer)
-  px = lambda v: v * canvas
-  cx = cy = canvas / 2
-  turn = rng.uniform(-0.12, 0.12)  # a head turn: features slide, the face narrows
-  w, h = px(p.face_w) * (1 - 0.6 * abs(turn)), px(p.face_h)
-  shift = turn * w * 1.2
-  smile, open_eyes, raise_brows = rng.uniform(-1, 1), rng.uniform(0.35, 1.0), rng.uniform(0, 1)
-
+def _draw_head(d, p: Identity, cx: float, cy: float, w: float, h: float, shift: float,
+               canvas: int) -> None:
+  """Hair behind, ears, the face, the hair cap and a beard."""
   hair = p.hair + (255,)
   if p.hair_style == 1:  # long: behind the face, down to the jaw
     d.rounded_rectangle([cx - w * 1.25, cy - h * 1.2, cx + w * 1.25, cy + h * 0.9],
                         radius=w * 0.6, fill=hair)
-  ear_r = px(p.ear)
+  ear_r = p.ear * canvas
   for side in (-1, 1):
     ex = cx + side * w * 0.98 + shift * 0.3
     d.ellipse([ex - ear_r * 0.6, cy - ear_r, ex + ear_r * 0.6, cy + ear_r],
@@ -125,8 +117,10 @@ def _draw_face(p: Identity, canvas: int, rng: np.random.Generator) -> Image.Imag
     d.chord([cx - w * 0.85 + shift, cy + h * 0.1, cx + w * 0.85 + shift, cy + h * 1.02],
             0, 180, fill=tuple(int(c * 0.8) for c in p.hair) + (255,))
 
-  ey = cy - p.eye_height * h
-  er = px(p.eye_size)
+
+def _draw_eyes(d, p: Identity, cx: float, ey: float, er: float, w: float, shift: float,
+               open_eyes: float, raise_brows: float) -> None:
+  """Eyes (white, iris, pupil), brows and glasses at height `ey`, radius `er`."""
   for side in (-1, 1):
     ex = cx + side * p.eye_spacing * w + shift
     d.ellipse([ex - er * 1.3, ey - er * open_eyes, ex + er * 1.3, ey + er * open_eyes],
@@ -149,13 +143,15 @@ def _draw_face(p: Identity, canvas: int, rng: np.random.Generator) -> Image.Imag
     d.line([(cx - p.eye_spacing * w + er * 2 + shift, ey),
             (cx + p.eye_spacing * w - er * 2 + shift, ey)], fill=(30, 30, 30, 255), width=2)
 
-  nose_top, nose_len = ey + er, p.nose_length * h
+
+def _draw_nose_and_mouth(d, p: Identity, cx: float, cy: float, w: float, h: float,
+                         shift: float, nose_top: float, smile: float) -> None:
+  nose_len = p.nose_length * h
   nw = p.nose_width * w
   nose_x = cx + shift * 1.3
   shade = tuple(int(c * 0.78) for c in p.skin) + (255,)
   d.polygon([(nose_x, nose_top), (nose_x - nw / 2, nose_top + nose_len),
              (nose_x + nw / 2, nose_top + nose_len)], fill=shade)
-
   my = nose_top + nose_len + (h - (nose_top + nose_len - cy)) * 0.35
   mw = p.mouth_width * w
   curve = abs(smile) * h * 0.12 + 1.0
@@ -165,6 +161,21 @@ def _draw_face(p: Identity, canvas: int, rng: np.random.Generator) -> Image.Imag
     d.chord(box, 0, 180, fill=lips)
   else:
     d.chord([box[0], my, box[2], my + 2 * curve], 180, 360, fill=lips)
+
+
+def _draw_face(p: Identity, canvas: int, rng: np.random.Generator) -> Image.Image:
+  """One identity's face, expression and head turn on a transparent `canvas` layer."""
+  layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
+  d = ImageDraw.Draw(layer)
+  cx = cy = canvas / 2
+  turn = rng.uniform(-0.12, 0.12)  # a head turn: features slide, the face narrows
+  w, h = p.face_w * canvas * (1 - 0.6 * abs(turn)), p.face_h * canvas
+  shift = turn * w * 1.2
+  smile, open_eyes, raise_brows = rng.uniform(-1, 1), rng.uniform(0.35, 1.0), rng.uniform(0, 1)
+  _draw_head(d, p, cx, cy, w, h, shift, canvas)
+  ey, er = cy - p.eye_height * h, p.eye_size * canvas
+  _draw_eyes(d, p, cx, ey, er, w, shift, open_eyes, raise_brows)
+  _draw_nose_and_mouth(d, p, cx, cy, w, h, shift, ey + er, smile)
   return layer
 
 

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cnn_lab.errors import fail
 from cnn_lab.losses.style import (content_cost, style_cost, total_cost, total_variation)
-from cnn_lab.ops._checks import fail
 
 
 @dataclasses.dataclass
@@ -22,6 +22,45 @@ class StyleTransferResult:
   snapshots: list[tuple[int, np.ndarray]]
   seconds: float               # optimisation time, compilation excluded
   steps: int
+
+
+def _check_inputs(extractor, content, style, content_layer: str, style_weights: dict,
+                  optimizer: str) -> None:
+  if content.ndim != 3 or style.ndim != 3 or content.shape[-1] != style.shape[-1]:
+    raise fail("style", f"an image with the content's channels ({content.shape})",
+               style.shape)
+  if content.shape != style.shape:
+    raise fail("style", f"the content's size {content.shape} (resize it first)", style.shape)
+  if optimizer not in ("adam", "lbfgs"):
+    raise fail("optimizer", "'adam' or 'lbfgs'", optimizer)
+  for layer in (content_layer, *style_weights):
+    if layer not in extractor.layers:
+      raise fail("layer", f"one of the extractor's layers {list(extractor.layers)}", layer)
+
+
+def _optimizer_step(costs, optimizer: str, learning_rate: float):
+  """-> (optax transform, jitted step(image, opt_state) -> (image, opt_state, total cost,
+  (content cost, style cost))); the image stays in [0, 1]."""
+  if optimizer == "adam":
+    tx = optax.adam(learning_rate)
+
+    @jax.jit
+    def step(image, opt_state):
+      (total, parts), grad = jax.value_and_grad(costs, has_aux=True)(image)
+      updates, opt_state = tx.update(grad, opt_state, image)
+      return jnp.clip(optax.apply_updates(image, updates), 0.0, 1.0), opt_state, total, parts
+    return tx, step
+  tx = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(lambda x: costs(x)[0])
+
+  @jax.jit
+  def step(image, opt_state):
+    total, grad = value_and_grad(image, state=opt_state)
+    updates, opt_state = tx.update(grad, opt_state, image, value=total, grad=grad,
+                                   value_fn=lambda x: costs(x)[0])
+    parts = costs(image)[1]
+    return jnp.clip(optax.apply_updates(image, updates), 0.0, 1.0), opt_state, total, parts
+  return tx, step
 
 
 def run_style_transfer(extractor, content, style, *, content_layer: str, style_weights: dict,
@@ -35,16 +74,7 @@ def run_style_transfer(extractor, content, style, *, content_layer: str, style_w
   size). The generated image starts as content + noise_ratio x U(-0.5, 0.5), clipped.
   """
   content, style = jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32)
-  if content.ndim != 3 or style.ndim != 3 or content.shape[-1] != style.shape[-1]:
-    raise fail("style", f"an image with the content's channels ({content.shape})",
-               style.shape)
-  if content.shape != style.shape:
-    raise fail("style", f"the content's size {content.shape} (resize it first)", style.shape)
-  if optimizer not in ("adam", "lbfgs"):
-    raise fail("optimizer", "'adam' or 'lbfgs'", optimizer)
-  for layer in (content_layer, *style_weights):
-    if layer not in extractor.layers:
-      raise fail("layer", f"one of the extractor's layers {list(extractor.layers)}", layer)
+  _check_inputs(extractor, content, style, content_layer, style_weights, optimizer)
   a_C = extractor(content[None])[content_layer]
   a_S = {k: v for k, v in extractor(style[None]).items() if k in style_weights}
 
@@ -57,26 +87,7 @@ def run_style_transfer(extractor, content, style, *, content_layer: str, style_w
 
   noise = jax.random.uniform(jax.random.key(seed), content.shape, minval=-0.5, maxval=0.5)
   image = jnp.clip(content + noise_ratio * noise, 0.0, 1.0)
-  if optimizer == "adam":
-    tx = optax.adam(learning_rate)
-
-    @jax.jit
-    def step(image, opt_state):
-      (total, parts), grad = jax.value_and_grad(costs, has_aux=True)(image)
-      updates, opt_state = tx.update(grad, opt_state, image)
-      return jnp.clip(optax.apply_updates(image, updates), 0.0, 1.0), opt_state, total, parts
-  else:
-    tx = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(lambda x: costs(x)[0])
-
-    @jax.jit
-    def step(image, opt_state):
-      total, grad = value_and_grad(image, state=opt_state)
-      updates, opt_state = tx.update(grad, opt_state, image, value=total, grad=grad,
-                                     value_fn=lambda x: costs(x)[0])
-      parts = costs(image)[1]
-      return jnp.clip(optax.apply_updates(image, updates), 0.0, 1.0), opt_state, total, parts
-
+  tx, step = _optimizer_step(costs, optimizer, learning_rate)
   opt_state = tx.init(image)
   jax.block_until_ready(step(image, opt_state))  # compile outside the timing
   history, shots = [], []
