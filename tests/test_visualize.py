@@ -54,3 +54,16 @@ def test_visualize_and_augmentations_commands_write_pngs(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert (tmp_path / "aug.png").exists()
+
+
+def test_edges_command_prints_the_course_example_and_draws_each_filter(tmp_path):
+  from cnn_lab.viz.edges import course_example, edge_sheet
+  np.testing.assert_array_equal(course_example(), np.tile([0.0, 30.0, 30.0, 0.0], (4, 1)))
+  ramp = np.tile(np.linspace(0.0, 1.0, 12, dtype=np.float32), (10, 1))
+  sheet = edge_sheet(ramp)
+  assert sheet.size[0] > 4 * 10 and sheet.size[1] > 3 * 8  # 3 filters x 4 panels
+  out = subprocess.run([sys.executable, "-m", "experiments.edges", "--size=48",
+                        f"--out={tmp_path / 'edges.png'}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "30." in out.stdout and (tmp_path / "edges.png").exists()
