@@ -27,12 +27,28 @@ def list_models() -> list[str]:
   return sorted(_REGISTRY)
 
 
-def create_model(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+def create_model(name: str, *, rngs: nnx.Rngs, abstract: bool = False,
+                 **kwargs) -> nnx.Module:
   """Builds the preset `name`; kwargs (num_classes, input_size, in_channels, impl, ...)
-  go to the family's constructor."""
+  go to the family's constructor. `abstract`: shapes and dtypes only (`nnx.eval_shape`,
+  `rngs` unused), nothing initialised or compiled, for a model whose values a file is
+  about to replace."""
   if name not in _REGISTRY:
     raise fail("model", f"one of {list_models()}", name)
+  if abstract:  # the streams are made inside the trace: none of its values survive
+    return nnx.eval_shape(lambda: _REGISTRY[name](rngs=nnx.Rngs(0), **kwargs))
   return _REGISTRY[name](rngs=rngs, **kwargs)
+
+
+def check_concrete(model: nnx.Module, source: str) -> nnx.Module:
+  """Refuses a model built abstract whose values `source` did not all fill."""
+  empty = [".".join(map(str, path)) for path, node in nnx.iter_graph(model)
+           if isinstance(node, nnx.Variable) and
+           isinstance(node.get_value(), jax.ShapeDtypeStruct)]
+  if empty:
+    raise fail("weights", f"values for every variable from {source}",
+               f"none for {empty[:4]}{' ...' if len(empty) > 4 else ''} ({len(empty)})")
+  return model
 
 
 def param_count(name_or_factory, filter_=nnx.Param, **kwargs) -> int:

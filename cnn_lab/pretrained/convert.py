@@ -9,10 +9,11 @@ permuted. `num_batches_tracked` is ignored.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cnn_lab.errors import fail
+from cnn_lab.errors import InputError, fail
 from cnn_lab.models.mobilenet import V2_SETTINGS
 from cnn_lab.models.vgg import CONFIGS
 
@@ -24,7 +25,7 @@ RESNET_STAGES = {"resnet18": ("basic", (2, 2, 2, 2)), "resnet34": ("basic", (3, 
 VGG_NAMES = ("vgg11", "vgg13", "vgg16", "vgg19")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputError):
   """A state dict that does not fit the model: names every missing, unexpected and
   mis-shaped key."""
 
@@ -154,5 +155,6 @@ def load_torchvision(model: nnx.Module, name: str, state_dict: dict, *,
     raise CheckpointMismatchError(f"state_dict: expected torchvision's {name} for this "
                                   f"model, received a mismatch; " + "; ".join(parts))
   for ours, value in values.items():
-    variables[ours][...] = value.astype(variables[ours].dtype)
+    # set_value, not [...] =: the model may be abstract (built with shapes only)
+    variables[ours].set_value(jnp.asarray(value, variables[ours].dtype))
   return model

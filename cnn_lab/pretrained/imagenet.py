@@ -15,7 +15,7 @@ from flax import nnx
 from PIL import Image
 
 from cnn_lab.errors import fail
-from cnn_lab.models import create_model
+from cnn_lab.models import check_concrete, create_model
 from cnn_lab.pretrained.convert import load_torchvision
 from cnn_lab.pretrained.torch_reader import load_torch_checkpoint
 from cnn_lab.pretrained.weights import KNOWN, weights_path
@@ -68,5 +68,6 @@ def load_pretrained(model: nnx.Module, weights: str) -> nnx.Module:
 def pretrained_model(name: str = "mobilenet_v2", weights: str = "imagenet", *,
                      impl: str = "xla", **model_kwargs) -> nnx.Module:
   """Our ImageNet classifier `name` with torchvision's weights (see `load_imagenet_weights`)."""
-  model = create_model(name, rngs=nnx.Rngs(0), num_classes=1000, impl=impl, **model_kwargs)
-  return load_imagenet_weights(model, name, weights)
+  model = create_model(name, rngs=nnx.Rngs(0), num_classes=1000, impl=impl, abstract=True,
+                       **model_kwargs)  # every value comes from the file
+  return check_concrete(load_imagenet_weights(model, name, weights), weights)

@@ -18,7 +18,7 @@ from cnn_lab.data.order import per_class_indices
 from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
                                    eval_dataset, train_dataset)
 from cnn_lab.errors import fail
-from cnn_lab.models import create_model
+from cnn_lab.models import create_model, list_models
 from cnn_lab.pretrained.imagenet import load_pretrained
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.optim import make_optimizer
@@ -70,20 +70,21 @@ def compute_dtype(config: ml_collections.ConfigDict):
   return None if name == "float32" else jnp.dtype(name)
 
 
-def build_model(config: ml_collections.ConfigDict, task, *, pretrained: bool = True
+def build_model(config: ml_collections.ConfigDict, task, *, abstract: bool = False
                 ) -> nnx.Module:
-  """The model a config trains, initialised from `config.seed`; with `model.weights`
-  ("imagenet" or a .pth path) and `pretrained`, its ImageNet base loaded (a caller
-  about to restore a checkpoint passes False: the file would be read for nothing)."""
+  """The model a config trains, initialised from `config.seed`, with `model.weights`
+  ("imagenet" or a .pth path) loaded into its ImageNet base. `abstract`: shapes only,
+  no weights read (for a caller about to restore a checkpoint into it)."""
   spec = datasets.spec(config.dataset.name)
   kwargs = {"num_classes": spec.num_classes, "in_channels": spec.image_shape[-1],
             "input_size": config.dataset.image_size,
             **({"dtype": dtype} if (dtype := compute_dtype(config)) is not None else {}),
             **{k: v for k, v in config.model.items() if k not in ("name", "weights")},
             **task.model_kwargs()}  # e.g. segmentation's classes are the mask's, not the spec's
-  model = create_model(config.model.name, rngs=nnx.Rngs(config.seed), **kwargs)
+  model = create_model(config.model.name, rngs=nnx.Rngs(config.seed), abstract=abstract,
+                       **kwargs)
   weights = config.model.get("weights", "")
-  if weights and pretrained:
+  if weights and not abstract:
     load_pretrained(model, weights)
   return model
 
@@ -117,11 +118,13 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
   """Task, data, model, train state and jitted steps of `config` on `mesh` (default:
   `config.local_devices` of each process, 0 for all; on CPU, as many as divide the
-  batch sizes)."""
-  mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
-                                           local_devices=config.get("local_devices", 0))
+  batch sizes). Names (dataset, task, model) are checked before any data is prepared."""
   spec = datasets.spec(config.dataset.name)
   task = make_task(config, spec.num_classes)
+  if config.model.name not in list_models():
+    raise fail("model.name", f"one of {list_models()}", config.model.name)
+  mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
+                                           local_devices=config.get("local_devices", 0))
   train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
   task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
   model = build_model(config, task)

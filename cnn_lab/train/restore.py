@@ -17,7 +17,7 @@ from cnn_lab.errors import fail
 from cnn_lab.train.checkpoint import Checkpointer, abstract_like
 from cnn_lab.train.experiment import build_model
 from cnn_lab.train.optim import make_optimizer
-from cnn_lab.train.state import create_train_state
+from cnn_lab.train.state import abstract_train_state
 from cnn_lab.train.tasks import Task, make_task
 
 
@@ -65,9 +65,9 @@ def load_run(workdir: str) -> TrainedRun:
   with open(paths["task"]) as f:
     saved = json.load(f)
   task = make_task(config, datasets.spec(config.dataset.name).num_classes).with_fitted(saved)
-  model = build_model(config, task, pretrained=False)  # the checkpoint replaces them
+  model = build_model(config, task, abstract=True)  # the checkpoint holds every value
   tx, _ = make_optimizer(config.optimizer, config.schedule, 1)
-  graphdef, state = create_train_state(model, tx, jax.random.key(0))
+  graphdef, state = abstract_train_state(model, tx)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
     restored = checkpointer.restore(abstract_like(state))

@@ -30,6 +30,16 @@ def split_model(model: nnx.Module):
   return graphdef, params, batch_stats
 
 
+def abstract_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple:
+  """-> (graphdef, TrainState of ShapeDtypeStructs on the default device): what a
+  checkpoint restores into, from an abstract `model` (nothing initialised)."""
+  graphdef, _ = nnx.split(model)
+  abstract = jax.eval_shape(lambda m: create_train_state(m, tx, jax.random.key(0))[1], model)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return graphdef, jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract)
+
+
 def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng) -> tuple:
   """-> (graphdef, TrainState) with step 0 and a fresh optimizer state."""
   graphdef, params, batch_stats = split_model(model)
