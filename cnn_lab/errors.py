@@ -4,8 +4,10 @@ may import this module and it imports nothing from the project.
 `InputError`: a bad argument, config value or file; its message names the argument,
 what was expected and what was received (`fail` builds it). `UnavailableError`: data
 this machine cannot have now (no network, not prepared); its message says what to do.
-Entry points report both in one `error: ...` line (`cnn_lab.train.launch.run`); any
-other exception is a bug and keeps its traceback.
+`RunStoppedError`: a run that stopped on purpose, saying why. Entry points report
+these (`USER_ERRORS`) in one `error: ...` line on stderr, exit status 1
+(`cnn_lab.train.launch.run`; the traceback too with `--verbosity=1` or
+`CNN_LAB_TRACEBACK=1`); any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ class InputError(ValueError):
 
 class UnavailableError(RuntimeError):
   """Data this machine cannot have now; the message says what to do."""
+
+
+class RunStoppedError(RuntimeError):
+  """A run stopped for a reason its message explains, its work saved (e.g. a NaN loss,
+  with the last good checkpoint named)."""
+
+
+# What entry points report in one line: the user can act on the message.
+USER_ERRORS = (InputError, UnavailableError, RunStoppedError)
 
 
 def fail(argument: str, expected: str, received) -> InputError:

@@ -19,7 +19,7 @@ process gets one XLA device per core (as the launcher does); ours runs on all of
 import functools
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from cnn_lab.benchmarks import data as data_suite
 from cnn_lab.benchmarks import ops as ops_suite
@@ -27,6 +27,7 @@ from cnn_lab.benchmarks import peers as peers_suite
 from cnn_lab.benchmarks import train as train_suite
 from cnn_lab.benchmarks.report import format_table, save_json
 from cnn_lab.benchmarks.timing import machine
+from cnn_lab.errors import fail
 from cnn_lab.train import launch
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -50,7 +51,7 @@ def main(argv):
   names = argv[1:] or list(available)
   unknown = [n for n in names if n not in available]
   if unknown:
-    raise app.UsageError(f"suite: expected some of {sorted(available)}, received {unknown}")
+    raise fail("suite", f"some of {sorted(available)}", unknown)
   info = machine()
   if "train" in names:
     info["matmul_peak_gflops"] = train_suite.matmul_peak_gflops(512 if FLAGS.quick else 2048)

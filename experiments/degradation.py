@@ -10,11 +10,12 @@ Each network is trained by the one launcher's loop with experiments/configs/resn
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from cnn_lab.benchmarks.report import format_table, save_json
 from cnn_lab.benchmarks.timing import machine
-from cnn_lab.train.launch import load_config, quiet_library_logs
+from cnn_lab.train import launch
+from cnn_lab.train.launch import load_config
 from cnn_lab.train.loop import train_and_evaluate
 from cnn_lab.train.metrics import read_metrics
 from cnn_lab.viz import plot_training_error
@@ -30,7 +31,6 @@ RUNS = {"plain-20": "plain", "ResNet-20": "", "plain-56": "plain56", "ResNet-56"
 
 def main(argv):
   del argv
-  quiet_library_logs()
   rows, curves = [], {}
   for name, preset in RUNS.items():
     config = load_config(f"{CONFIG}:{preset}" if preset else CONFIG)
@@ -53,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -13,6 +13,7 @@ from absl import flags
 from flax import nnx
 
 from cnn_lab.data.images import load_image
+from cnn_lab.errors import fail
 from cnn_lab.pretrained.imagenet import class_names, preprocess, pretrained_model
 from cnn_lab.train import launch
 
@@ -30,8 +31,7 @@ def top_classes(logits: np.ndarray, k: int) -> list[tuple[int, str, float]]:
 
 def main(argv):
   if len(argv) < 2:
-    raise SystemExit("images: expected image paths or scikit-image sample names, "
-                     "received none")
+    raise fail("images", "image paths or scikit-image sample names", "none")
   model = pretrained_model(FLAGS.model, FLAGS.weights)
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))

@@ -11,11 +11,12 @@ import os
 import shutil
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from cnn_lab.benchmarks.report import format_table, save_json
 from cnn_lab.benchmarks.seeds import run_seed, summary
 from cnn_lab.benchmarks.timing import machine
+from cnn_lab.train import launch
 
 flags.DEFINE_string("config", None, "Config file (with :presets).")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
@@ -40,5 +41,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: flags.FLAGS(
+  launch.run(main, flags_parser=lambda argv: flags.FLAGS(
       [a for a in argv if not a.startswith("--config.")]))

@@ -11,9 +11,11 @@ Nothing is allocated (jax.eval_shape). `--json` prints one JSON object with
 import dataclasses
 import json
 
-from absl import app, flags
+from absl import flags
 
+from cnn_lab.errors import fail
 from cnn_lab.models.summary import default_classes, format_summary, summarize, zoo_markdown
+from cnn_lab.train import launch
 
 flags.DEFINE_string("model", None, "A registered model name.")
 flags.DEFINE_bool("all", False, "A markdown table of every preset (parameters, MACs).")
@@ -30,10 +32,15 @@ def main(argv):
     print(zoo_markdown())
     return
   if not FLAGS.model:
-    raise app.UsageError("model: expected a registered model name (or --all)")
-  shape = tuple(int(v) for v in FLAGS.input_shape) if FLAGS.input_shape else None
-  if shape is not None and len(shape) != 3:
-    raise app.UsageError(f"input_shape: expected H,W,C, received {FLAGS.input_shape}")
+    raise fail("--model", "a registered model name (or --all)", FLAGS.model)
+  try:
+    shape = tuple(int(v) for v in FLAGS.input_shape) if FLAGS.input_shape else None
+  except ValueError:
+    shape = ()
+  if shape is not None and (len(shape) != 3 or min(shape) < 1):
+    raise fail("--input_shape", "H,W,C, three positive integers", ",".join(FLAGS.input_shape))
+  if FLAGS.num_classes is not None and FLAGS.num_classes < 1:
+    raise fail("--num_classes", "a positive number of classes", FLAGS.num_classes)
   classes = FLAGS.num_classes if FLAGS.num_classes is not None else \
       default_classes(FLAGS.model)
   summary = summarize(FLAGS.model, shape, classes)
@@ -44,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  launch.run(main)

@@ -20,6 +20,7 @@ from PIL import Image
 from cnn_lab.data import datasets
 from cnn_lab.data.images import load_image
 from cnn_lab.data.pipeline import Preprocess
+from cnn_lab.errors import fail
 from cnn_lab.train import launch
 from cnn_lab.viz import grid
 from cnn_lab.viz.features import (activations, first_conv_kernel, saliency, to_tile,
@@ -70,8 +71,8 @@ def _run_setup():
                   for r in records])
   layers = FLAGS.layers
   if not layers:
-    raise SystemExit("layers: expected module paths for a trained run, e.g. "
-                     "--layers=blocks.1,blocks.5")
+    raise fail("--layers", "module paths for a trained run, e.g. --layers=blocks.1,blocks.5",
+               layers)
   return run.model, raw, batch, layers, batch[0], raw[0]
 
 

@@ -142,7 +142,7 @@ def test_unknown_config_key_lists_valid_keys(tmp_path):
 def test_override_and_unknown_names_in_config(tmp_path):
   with pytest.raises(ValueError, match="dataset: expected one of .*'digits'"):
     train_and_evaluate(small_config(**{"dataset.name": "imagenet2077"}), str(tmp_path))
-  with pytest.raises(ValueError, match="model: expected one of .*lenet5"):
+  with pytest.raises(ValueError, match="model.name: expected one of .*lenet5"):
     train_and_evaluate(small_config(**{"model.name": "lenet6"}), str(tmp_path))
   with pytest.raises(ValueError, match="optimizer.name: expected one of"):
     train_and_evaluate(small_config(**{"optimizer.name": "adagrad"}), str(tmp_path))

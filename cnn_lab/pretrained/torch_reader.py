@@ -25,7 +25,7 @@ import zipfile
 
 import numpy as np
 
-from cnn_lab.errors import fail
+from cnn_lab.errors import InputError, fail
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -38,7 +38,7 @@ STORAGE_DTYPES = {
 }
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(InputError, pickle.UnpicklingError):
   """The file asks the unpickler for something outside the allow-list."""
 
 

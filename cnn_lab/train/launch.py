@@ -7,9 +7,9 @@ import os
 import sys
 
 import ml_collections
-from absl import app
+from absl import app, flags
 
-from cnn_lab.errors import UnavailableError, fail
+from cnn_lab.errors import USER_ERRORS, InputError, fail
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
@@ -43,36 +43,72 @@ def check_override_keys(config: ml_collections.ConfigDict, argv: list[str],
     if key not in valid and not any(v.startswith(key + ".") for v in valid):
       parent = key.rpartition(".")[0]
       near = [v for v in valid if v.startswith(parent + ".")] if parent else valid
-      raise ValueError(f"--{flag}.{key}: unknown config key; valid keys"
+      raise InputError(f"--{flag}.{key}: unknown config key; valid keys"
                        f"{' under ' + parent if parent and near else ''}: "
                        f"{', '.join(near or valid)}")
 
 
-def quiet_library_logs() -> None:
-  """Keeps orbax's per-save INFO chatter out of our log; its warnings still show."""
+# Libraries whose INFO lines a user cannot act on (their warnings still show), and
+# messages that are noise at any level: JAX probing for a TPU on every machine, TFDS
+# noting the version folder it is about to create.
+CHATTY = ("/orbax/", "/tensorflow_datasets/")
+NOISE = ("Unable to initialize backend", "has no dataset_info.json")
+
+
+def useful_record(record) -> bool:
+  """Whether a log record belongs in a run's log (see `CHATTY`, `NOISE`)."""
   import logging as std_logging
+  try:
+    message = record.getMessage()
+  except Exception:  # noqa: BLE001  a record that cannot format is shown as it is
+    message = str(record.msg)
+  if any(noise in message for noise in NOISE):
+    return False
+  return record.levelno >= std_logging.WARNING or not any(
+      lib in record.pathname for lib in CHATTY)
 
+
+def quiet_library_logs() -> None:
+  """Filters the absl handler (which prints every library's logging) with
+  `useful_record`."""
   from absl import logging
-  logging.get_absl_handler().addFilter(
-      lambda r: r.levelno >= std_logging.WARNING or "/orbax/" not in r.pathname)
+  handler = logging.get_absl_handler()
+  if useful_record not in handler.filters:
+    handler.addFilter(useful_record)
 
 
-def run(main, argv: list[str] | None = None, flag: str = "config") -> None:
-  """`absl.app.run(main)` on every CPU core, after checking config override keys with a
-  clear message; data that cannot be fetched or is not prepared ends in one `error:`
-  line (exit status 1), not a traceback."""
+TRACEBACK_ENV = "CNN_LAB_TRACEBACK"
+
+
+def wants_traceback(argv: list[str]) -> bool:
+  """`CNN_LAB_TRACEBACK=1`, or absl's `--verbosity` (`-v`) of 1 or more."""
+  if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+    return True
+  if flags.FLAGS.is_parsed():
+    return flags.FLAGS.verbosity >= 1
+  values = [a.split("=", 1)[1] for a in argv if a.startswith(("--verbosity=", "-v="))]
+  return any(v.lstrip("-").isdigit() and int(v) >= 1 for v in values)
+
+
+def run(main, argv: list[str] | None = None, flag: str = "config", flags_parser=None) -> None:
+  """`absl.app.run(main)` on every CPU core: the boundary of every entry point.
+
+  Config override keys are checked first. The project's user errors (`USER_ERRORS`:
+  bad input, data not to be had here, a run stopped on purpose) end in one
+  `error: ...` line on stderr and exit status 1, the traceback only on request
+  (`wants_traceback`); any other exception is a bug and shows its traceback.
+  """
   use_every_cpu_core()
   quiet_library_logs()
   argv = list(sys.argv if argv is None else argv)
   spec = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{flag}=")), None)
-  if spec is not None:
-    try:
-      check_override_keys(load_config(spec), argv, flag)
-    except ValueError as e:
-      sys.exit(f"error: {e}")
   try:
-    app.run(main, argv=argv)
-  except UnavailableError as e:  # data that cannot be had here: the message says what to do
+    if spec is not None:
+      check_override_keys(load_config(spec), argv, flag)
+    app.run(main, argv=argv, **({"flags_parser": flags_parser} if flags_parser else {}))
+  except USER_ERRORS as e:
+    if wants_traceback(argv):
+      raise
     sys.exit(f"error: {e}")
 
 
