@@ -12,7 +12,7 @@ Multi-host (one process per host, the same command on each):
 or `--distributed` where JAX detects the cluster itself (Cloud TPU pod slices, SLURM).
 """
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from cnn_lab.train import launch
@@ -37,9 +37,7 @@ def main(argv):
   del argv
   launch.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
                                 FLAGS.process_id, FLAGS.distributed)
-  result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  logging.info("Final: %s", {k: round(v, 5) if isinstance(v, float) else v
-                             for k, v in result.items()})
+  train_and_evaluate(FLAGS.config, FLAGS.workdir)  # logs the final metrics
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import contextlib
 import dataclasses
 import fcntl
 import importlib
+import io
 import os
 import shutil
 import socket
+import sys
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -145,8 +147,10 @@ def _prepare_embedded(name: str, data_dir: str):
     if os.path.isdir(builder.data_dir):  # damaged, or left without dataset_info.json
       shutil.rmtree(builder.data_dir)
       builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
-    logging.info("Preparing dataset %s in %s", name, data_dir)
-    builder.download_and_prepare(file_format="array_record")
+    logging.info("Preparing the embedded dataset %s in %s (once).", name, data_dir)
+    tfds.display_progress_bar(False)
+    with contextlib.redirect_stdout(io.StringIO()):  # TFDS's download banners: none here
+      builder.download_and_prepare(file_format="array_record")
     return builder
 
 
@@ -168,6 +172,7 @@ def prepare(name: str, data_dir: str | None = None):
         f"-e '.[tf]' && tfds build {name} --file_format=array_record "
         f"--data_dir={data_dir}` and copy the folder here, or use dataset='digits'")
   logging.info("Preparing dataset %s in %s", name, data_dir)
+  tfds.display_progress_bar(sys.stderr.isatty())  # no bars in a log file
   builder.download_and_prepare(file_format="array_record")
   return builder
 

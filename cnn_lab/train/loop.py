@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from cnn_lab import paths
-from cnn_lab.errors import fail
+from cnn_lab.errors import RunStoppedError, fail
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.checkpoint import Checkpointer, abstract_like
 from cnn_lab.train.experiment import Experiment, build_experiment
@@ -29,7 +29,7 @@ from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
 from cnn_lab.viz import plot_curves
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(RunStoppedError, FloatingPointError):
   """The training loss became NaN or inf; the run stopped before saving it."""
 
 
@@ -140,11 +140,15 @@ class Run:
       self.data_iter.set_state(data_state["iterator"])
       self.pending = PendingMetrics(data_state["pending_metrics"])
       logging.info("Resumed from the checkpoint at step %d.", saved_step)
+    self.resumed = restored is not None
     self.step = int(self.state.step)
     self.last_saved = self.checked_step = self.step  # every step up to checked: finite
-    self.writer = MetricsWriter(workdir, resume_step=self.step)
-    self.progress = Progress(exp.total_steps, self.step, config.log_every_steps)
-    self.final = {}
+    self.workdir, self.writer, self.progress, self.final = workdir, None, None, {}
+
+  def start(self) -> None:
+    """Opens the outputs (metrics.jsonl, TensorBoard, progress) for training on."""
+    self.writer = MetricsWriter(self.workdir, resume_step=self.step)
+    self.progress = Progress(self.exp.total_steps, self.step, self.config.log_every_steps)
 
   def train_step(self) -> None:
     batch = mesh_lib.global_batch(next(self.data_iter), self.exp.mesh)
@@ -189,38 +193,71 @@ class Run:
     self.last_saved = self.step
 
   def close(self) -> None:
-    self.progress.close()
-    self.writer.close()
-    self.checkpointer.close()
+    for output in (self.progress, self.writer, self.checkpointer):
+      if output is not None:
+        output.close()
+
+
+def _rounded(metrics: dict) -> dict:
+  return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
 def _due(step: int, every: int, total: int) -> bool:
   return step % every == 0 or step == total
 
 
-def _write_run_files(config: ml_collections.ConfigDict, exp: Experiment | None,
-                     workdir: str) -> None:
-  """config.json (before building: a failed build still says what was asked) and,
-  with `exp`, task.json: the task's settings with what it fitted to the data (read back
-  by `task.with_fitted`)."""
+def _write_if_changed(path: str, text: str) -> None:
+  if not (paths.exists(path) and paths.read_text(path) == text):
+    paths.write_atomic(path, text)
+
+
+def write_run_files(config: ml_collections.ConfigDict, exp: Experiment, workdir: str) -> None:
+  """config.json and task.json (the task's settings with what it fitted to the data, read
+  back by `task.with_fitted`), written once the experiment is built (a launch that
+  fails leaves no run-looking workdir) and only when they change."""
   if jax.process_index() != 0:
     return
-  if exp is None:
-    paths.write_atomic(paths.join(workdir, "config.json"),
-                       config.to_json_best_effort(indent=2, sort_keys=True))
-    return
-  task = exp.task
-  paths.write_atomic(paths.join(workdir, "task.json"), json.dumps(
-      {"task": config.task, **dataclasses.asdict(task), **task.fitted()}, indent=2))
+  _write_if_changed(paths.join(workdir, "config.json"),
+                    config.to_json_best_effort(indent=2, sort_keys=True))
+  _write_if_changed(paths.join(workdir, "task.json"), json.dumps(
+      {"task": config.task, **dataclasses.asdict(exp.task), **exp.task.fitted()}, indent=2))
+
+
+def final_metrics(workdir: str) -> dict:
+  """The last value of each metric in the workdir's metrics.jsonl."""
+  final = {}
+  for record in read_metrics(paths.join(workdir, "metrics.jsonl")):
+    final.update({k: v for k, v in record.items() if k != "step"})
+  return final
+
+
+def _build(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
+  """`build_experiment`; a workdir this launch created is removed again if it fails."""
+  workdir = paths.resolve(workdir)
+  created = not paths.is_url(workdir) and not os.path.exists(workdir)
+  workdir = ensure_writable(workdir)
+  try:
+    return build_experiment(config)
+  except BaseException:
+    if created and not os.listdir(workdir):
+      os.rmdir(workdir)
+    raise
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics."""
-  workdir = ensure_writable(workdir)
-  _write_run_files(config, None, workdir)
-  exp = build_experiment(config)
-  _write_run_files(config, exp, workdir)
+  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics.
+  A run that already finished there is reported in one line, and nothing is written."""
+  exp = _build(config, workdir)
+  workdir = paths.resolve(workdir)
+  write_run_files(config, exp, workdir)
   run = Run(config, exp, workdir)
+  if run.resumed and run.step >= exp.total_steps:
+    run.close()
+    done = {"step": run.step, **final_metrics(workdir)}
+    logging.info("Already finished at step %d/%d in %s; nothing to do. Final: %s",
+                 run.step, exp.total_steps, workdir, _rounded(done))
+    return done
+  run.start()
   logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
                config.model.name, config.dataset.name, exp.total_steps, config.batch_size,
                exp.mesh.size, jax.default_backend())
@@ -245,6 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     plot_curves(read_metrics(paths.join(workdir, "metrics.jsonl")),
                 paths.join(workdir, "curves.png"),
                 f"{config.model.name} on {config.dataset.name}", metric=exp.task.headline)
-  logging.info("Stopped at step %d/%d after %.1fs of training.", run.step, exp.total_steps,
-               elapsed)
-  return {"step": run.step, **run.final}
+  result = {"step": run.step, **run.final}
+  logging.info("Stopped at step %d/%d after %.1fs of training. Final: %s", run.step,
+               exp.total_steps, elapsed, _rounded(result))
+  return result
