@@ -74,7 +74,8 @@ def test_quiet_start_and_a_finished_run_writes_nothing(tmp_path):
   before = {p: p.stat().st_mtime_ns for p in (tmp_path / "second").rglob("*") if p.is_file()}
   done = _run(_train(tmp_path / "second"), env=env)
   assert done.returncode == 0
-  assert "Already finished at step 30/30" in done.stderr
+  lines = [line for line in done.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and "Already finished at step 30/30" in lines[0], lines
   assert "'eval/accuracy'" in done.stderr
   after = {p: p.stat().st_mtime_ns for p in (tmp_path / "second").rglob("*") if p.is_file()}
   assert after == before

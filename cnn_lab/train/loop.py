@@ -139,7 +139,7 @@ class Run:
       self.state, data_state, saved_step = restored
       self.data_iter.set_state(data_state["iterator"])
       self.pending = PendingMetrics(data_state["pending_metrics"])
-      logging.info("Resumed from the checkpoint at step %d.", saved_step)
+      del saved_step  # the state's own step
     self.resumed = restored is not None
     self.step = int(self.state.step)
     self.last_saved = self.checked_step = self.step  # every step up to checked: finite
@@ -147,6 +147,8 @@ class Run:
 
   def start(self) -> None:
     """Opens the outputs (metrics.jsonl, TensorBoard, progress) for training on."""
+    if self.resumed:
+      logging.info("Resumed from the checkpoint at step %d.", self.step)
     self.writer = MetricsWriter(self.workdir, resume_step=self.step)
     self.progress = Progress(self.exp.total_steps, self.step, self.config.log_every_steps)
 
