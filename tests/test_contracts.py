@@ -135,3 +135,31 @@ def test_a_run_saves_its_step_position_and_pending_metrics_and_resumes_them(tmp_
     np.testing.assert_array_equal(first["image"], second["image"])
   finally:
     again.close()
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("batch_size", 0, "batch_size: expected an integer >= 1, received 0"),
+    ("batch_size", -1, "batch_size: expected an integer >= 1"),
+    ("eval_batch_size", 0, "eval_batch_size: expected an integer >= 1"),
+    ("log_every_steps", 0, "log_every_steps: expected an integer >= 1"),
+    ("checkpoint_every_steps", 0, "checkpoint_every_steps: expected an integer >= 1"),
+    ("keep_checkpoints", 0, "keep_checkpoints: expected an integer >= 1"),
+    ("optimizer.learning_rate", -0.1, "optimizer.learning_rate: expected a finite number > 0"),
+    ("num_epochs", -1.0, "num_epochs: expected a finite number > 0"),
+])
+def test_out_of_range_values_are_refused_before_anything_is_built(key, value, expected):
+  overrides = {key: value, "num_train_steps": -1} if key == "num_epochs" else {key: value}
+  with pytest.raises(InputError, match=re_escape(expected)):
+    configs.validate(small_config(**overrides))
+
+
+def test_every_config_and_preset_passes_validation():
+  for module in _config_modules():
+    for preset in module.PRESETS:
+      configs.validate(module.get_config(preset))
+    configs.validate(module.get_config())
+
+
+def re_escape(text: str) -> str:
+  import re
+  return re.escape(text)

@@ -99,3 +99,38 @@ def merge(*changes: dict) -> dict:
         value = merge(out[key], value)
       out[key] = value
   return out
+
+
+# key -> (test, what is expected): the training values checked before anything is built
+_POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                 "an integer >= 1")
+CHECKS = {
+    "batch_size": _POSITIVE_INT,
+    "eval_batch_size": _POSITIVE_INT,
+    "log_every_steps": _POSITIVE_INT,
+    "eval_every_steps": _POSITIVE_INT,
+    "checkpoint_every_steps": _POSITIVE_INT,
+    "keep_checkpoints": _POSITIVE_INT,
+    "dataset.image_size": _POSITIVE_INT,
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+             "an integer >= 0"),
+    "num_train_steps": (lambda v: isinstance(v, int) and not isinstance(v, bool),
+                        "an integer (> 0: the number of steps; <= 0: use num_epochs)"),
+    "optimizer.learning_rate": (lambda v: isinstance(v, (int, float)) and 0 < v < float("inf"),
+                                "a finite number > 0"),
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Refuses a training value out of its range, naming the key, the range and the value
+  (`CHECKS`; `num_epochs` > 0 where `num_train_steps` does not set the length)."""
+  for key, (ok, expected) in CHECKS.items():
+    node = config
+    for part in key.split("."):
+      node = node[part]
+    if not ok(node):
+      raise fail(key, expected, node)
+  if config.num_train_steps <= 0 and not (
+      isinstance(config.num_epochs, (int, float)) and 0 < config.num_epochs < float("inf")):
+    raise fail("num_epochs", "a finite number > 0 (or num_train_steps > 0)", config.num_epochs)
+  return config

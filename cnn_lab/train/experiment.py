@@ -21,6 +21,7 @@ from cnn_lab.errors import fail
 from cnn_lab.models import create_model, list_models
 from cnn_lab.pretrained.imagenet import load_pretrained
 from cnn_lab.train import mesh as mesh_lib
+from cnn_lab.train.configs import validate
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import TrainState, create_train_state
 from cnn_lab.train.steps import jit_train_step, make_eval_step
@@ -55,6 +56,9 @@ def input_pipelines(config, mesh, task):
   steps_per_epoch = len(train_src) // config.batch_size
   total = config.num_train_steps if config.num_train_steps > 0 else \
       int(round(config.num_epochs * steps_per_epoch))
+  if total < 1:
+    raise fail("num_epochs", f"enough for one step ({len(train_src)} training records make "
+               f"{steps_per_epoch} batches of {config.batch_size} an epoch)", config.num_epochs)
   return train_src, train, evaluation, total
 
 
@@ -118,7 +122,9 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
   """Task, data, model, train state and jitted steps of `config` on `mesh` (default:
   `config.local_devices` of each process, 0 for all; on CPU, as many as divide the
-  batch sizes). Names (dataset, task, model) are checked before any data is prepared."""
+  batch sizes). Values (`configs.validate`) and names (dataset, task, model) are checked
+  before any data is prepared."""
+  validate(config)
   spec = datasets.spec(config.dataset.name)
   task = make_task(config, spec.num_classes)
   if config.model.name not in list_models():
