@@ -56,8 +56,8 @@ def best_threshold(distances, same) -> float:
 
 
 def ten_fold_accuracy(distances, same, fold) -> tuple[float, float]:
-  """LFW's protocol (Huang et al. 2007): for each fold, the threshold best on the other folds, the accuracy
-  on this one. -> (mean accuracy, its standard error over the folds)."""
+  """LFW's protocol (Huang et al. 2007): for each fold, the threshold best on the other
+  folds, the accuracy on this one. -> (mean accuracy, its standard error over the folds)."""
   distances, same, fold = np.asarray(distances), np.asarray(same, bool), np.asarray(fold)
   accuracies = []
   for k in np.unique(fold):

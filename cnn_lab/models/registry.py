@@ -27,14 +27,20 @@ def list_models() -> list[str]:
   return sorted(_REGISTRY)
 
 
+def check_name(name: str, argument: str = "model") -> str:
+  """`name` if the registry has it, else the error listing the names it has."""
+  if name not in _REGISTRY:
+    raise fail(argument, f"one of {list_models()}", name)
+  return name
+
+
 def create_model(name: str, *, rngs: nnx.Rngs, abstract: bool = False,
                  **kwargs) -> nnx.Module:
   """Builds the preset `name`; kwargs (num_classes, input_size, in_channels, impl, ...)
   go to the family's constructor. `abstract`: shapes and dtypes only (`nnx.eval_shape`,
   `rngs` unused), nothing initialised or compiled, for a model whose values a file is
   about to replace."""
-  if name not in _REGISTRY:
-    raise fail("model", f"one of {list_models()}", name)
+  check_name(name)
   if abstract:  # the streams are made inside the trace: none of its values survive
     return nnx.eval_shape(lambda: _REGISTRY[name](rngs=nnx.Rngs(0), **kwargs))
   return _REGISTRY[name](rngs=rngs, **kwargs)

@@ -29,8 +29,9 @@ BASE_LAYERS = 19
 class MobileNetV2Transfer(nnx.Module):
   pretrained_base = ("base", "mobilenet_v2")  # (attribute, torchvision architecture)
 
-  def __init__(self, num_classes: int = 2, *, trainable_from: int = BASE_LAYERS, freeze_bn: bool = True,
-               dropout_rate: float = 0.2, in_channels: int = 3, input_size: int = 160,
+  def __init__(self, num_classes: int = 2, *, trainable_from: int = BASE_LAYERS,
+               freeze_bn: bool = True, dropout_rate: float = 0.2, in_channels: int = 3,
+               input_size: int = 160,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV2 (five halvings)")
     if not 0 <= trainable_from <= BASE_LAYERS:

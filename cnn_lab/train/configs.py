@@ -56,23 +56,22 @@ def defaults(task: str = "classification") -> dict:
   return {"task": task, **copy.deepcopy(TRAINING), **TASKS[task].defaults()}
 
 
-def _merge(base: dict, changes: dict, where: str) -> dict:
-  """`changes` merged into `base` key by key (dicts recursively); a key `base` lacks is
-  refused unless `base` is an open section."""
-  out = dict(base)
+def _check_keys(base: dict, changes: dict, where: str = "") -> None:
+  """Refuses a key of `changes` that `base` lacks (dicts recursively), unless `base` is
+  an open section."""
   for key, value in changes.items():
     name = f"{where}.{key}" if where else key
     if key not in base and where not in OPEN_SECTIONS:
       raise fail(name, f"a key of {where or 'the config'}: {sorted(base)}", key)
     if isinstance(value, dict) and isinstance(base.get(key), dict):
-      value = _merge(base[key], value, name)
-    out[key] = value
-  return out
+      _check_keys(base[key], value, name)
 
 
 def make_config(task: str = "classification", **changes) -> ml_collections.ConfigDict:
   """The defaults of `task` with `changes` (section=dict(key=value), or key=value)."""
-  return ml_collections.ConfigDict(_merge(defaults(task), changes, ""))
+  base = defaults(task)
+  _check_keys(base, changes)
+  return ml_collections.ConfigDict(merge(base, changes))
 
 
 def apply_presets(config: ml_collections.ConfigDict, arg: str | None,
@@ -102,8 +101,11 @@ def merge(*changes: dict) -> dict:
 
 
 # key -> (test, what is expected): the training values checked before anything is built
-_POSITIVE_INT = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                 "an integer >= 1")
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+_POSITIVE_INT = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
 CHECKS = {
     "batch_size": _POSITIVE_INT,
     "eval_batch_size": _POSITIVE_INT,
@@ -112,10 +114,8 @@ CHECKS = {
     "checkpoint_every_steps": _POSITIVE_INT,
     "keep_checkpoints": _POSITIVE_INT,
     "dataset.image_size": _POSITIVE_INT,
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-             "an integer >= 0"),
-    "num_train_steps": (lambda v: isinstance(v, int) and not isinstance(v, bool),
-                        "an integer (> 0: the number of steps; <= 0: use num_epochs)"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "num_train_steps": (_is_int, "an integer (> 0: the number of steps; <= 0: use num_epochs)"),
     "optimizer.learning_rate": (lambda v: isinstance(v, (int, float)) and 0 < v < float("inf"),
                                 "a finite number > 0"),
 }

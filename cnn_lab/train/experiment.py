@@ -18,7 +18,7 @@ from cnn_lab.data.order import per_class_indices
 from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
                                    eval_dataset, train_dataset)
 from cnn_lab.errors import fail
-from cnn_lab.models import create_model, list_models
+from cnn_lab.models import check_name, create_model
 from cnn_lab.pretrained.imagenet import load_pretrained
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.configs import validate
@@ -127,8 +127,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
   validate(config)
   spec = datasets.spec(config.dataset.name)
   task = make_task(config, spec.num_classes)
-  if config.model.name not in list_models():
-    raise fail("model.name", f"one of {list_models()}", config.model.name)
+  check_name(config.model.name, "model.name")
   mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
                                            local_devices=config.get("local_devices", 0))
   train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)

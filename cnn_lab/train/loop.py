@@ -233,13 +233,14 @@ def final_metrics(workdir: str) -> dict:
   return final
 
 
-def _build(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
-  """`build_experiment`; a workdir this launch created is removed again if it fails."""
+def _build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Experiment, str]:
+  """-> (`build_experiment`, the workdir resolved and writable); a workdir this launch
+  created is removed again if the build fails."""
   workdir = paths.resolve(workdir)
   created = not paths.is_url(workdir) and not os.path.exists(workdir)
   workdir = ensure_writable(workdir)
   try:
-    return build_experiment(config)
+    return build_experiment(config), workdir
   except BaseException:
     if created and not os.listdir(workdir):
       os.rmdir(workdir)
@@ -249,8 +250,7 @@ def _build(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics.
   A run that already finished there is reported in one line, and nothing is written."""
-  exp = _build(config, workdir)
-  workdir = paths.resolve(workdir)
+  exp, workdir = _build(config, workdir)
   write_run_files(config, exp, workdir)
   run = Run(config, exp, workdir)
   if run.resumed and run.step >= exp.total_steps:

@@ -33,7 +33,7 @@ def split_model(model: nnx.Module):
 def abstract_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple:
   """-> (graphdef, TrainState of ShapeDtypeStructs on the default device): what a
   checkpoint restores into, from an abstract `model` (nothing initialised)."""
-  graphdef, _ = nnx.split(model)
+  graphdef = split_model(model)[0]
   abstract = jax.eval_shape(lambda m: create_train_state(m, tx, jax.random.key(0))[1], model)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   return graphdef, jax.tree.map(

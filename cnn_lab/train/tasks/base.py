@@ -93,7 +93,7 @@ class TaskBase:
   @classmethod
   def defaults(cls) -> dict:
     """{section: the settings' defaults as config values}: what a config starts from
-    (`cnn_lab.configs`), so a config file holds only what it changes. Fields without a
+    (`cnn_lab.train.configs`), so a config file holds only what it changes. Fields without a
     default (segmentation's `num_classes`) and those the dataset fills are left out."""
     names = {v: k for k, v in cls.renamed.items()}
     return {cls.section: {names.get(f.name, f.name): _config_value(f.default)
