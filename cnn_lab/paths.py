@@ -30,19 +30,38 @@ def exists(path: str) -> bool:
   return epath.Path(path).exists()
 
 
+def is_dir(path: str) -> bool:
+  return epath.Path(path).is_dir()
+
+
+def list_dir(path: str) -> list[str]:
+  return sorted(p.name for p in epath.Path(path).iterdir())
+
+
 def read_text(path: str) -> str:
   return epath.Path(path).read_text()
+
+
+def read_bytes(path: str) -> bytes:
+  return epath.Path(path).read_bytes()
 
 
 def write_atomic(path: str, data: str | bytes) -> str:
   """Writes `data` to `path` through a temporary file in the same folder."""
   target = epath.Path(path)
   tmp = target.parent / f".{target.name}.tmp.{os.getpid()}"
-  if isinstance(data, bytes):
-    tmp.write_bytes(data)
-  else:
-    tmp.write_text(data)
-  tmp.replace(target)
+  try:
+    if isinstance(data, bytes):
+      tmp.write_bytes(data)
+    else:
+      tmp.write_text(data)
+    tmp.replace(target)
+  except BaseException:  # e.g. a full disk: leave no half-written temporary behind
+    try:
+      tmp.unlink()
+    except OSError:
+      pass
+    raise
   return str(path)
 
 

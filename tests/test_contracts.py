@@ -13,7 +13,8 @@ from flax import nnx
 
 from cnn_lab.errors import InputError
 from cnn_lab.train import configs
-from cnn_lab.train.loop import NonFiniteLossError, PendingMetrics, Run, check_finite
+from cnn_lab.train.loop import NonFiniteLossError, Run, check_finite
+from cnn_lab.train.metrics import PendingMetrics
 from cnn_lab.train.steps import STREAMS, step_keys
 from cnn_lab.train.tasks import TASKS, TaskBase, make_task
 from tests.helpers import ROOT, small_config

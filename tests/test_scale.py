@@ -201,7 +201,7 @@ def test_workdir_paths_local_and_bucket(tmp_path, monkeypatch):
   import importlib.util
 
   from cnn_lab import paths
-  from cnn_lab.train.loop import ensure_writable
+  from cnn_lab.train.workdir import ensure_writable
   monkeypatch.chdir(tmp_path)
   assert paths.resolve("run") == str(tmp_path / "run")
   assert paths.resolve("gs://bucket/run") == "gs://bucket/run"

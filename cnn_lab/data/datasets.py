@@ -162,7 +162,17 @@ def prepare(name: str, data_dir: str | None = None):
     return _prepare_embedded(name, data_dir)
   builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   if builder.is_prepared():
-    return builder
+    damage = _damage(builder)
+    if damage is None:
+      return builder
+    # A catalog dataset cannot be rebuilt offline: say what to delete, touch nothing.
+    raise DatasetUnavailableError(
+        f"dataset '{name}' in {builder.data_dir} is damaged ({damage:.200}); delete that "
+        "folder and prepare it again (see README, Datasets)")
+  if os.path.isdir(builder.data_dir):
+    raise DatasetUnavailableError(
+        f"dataset '{name}' in {builder.data_dir} was never completely prepared (no "
+        "dataset_info.json); delete that folder and prepare it again (see README, Datasets)")
   reason = _network_reachable()
   if reason is not None:
     # TFDS would retry each download for minutes; say it at once instead.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging as std_logging
 import os
 import sys
 
@@ -57,7 +58,6 @@ NOISE = ("Unable to initialize backend", "has no dataset_info.json")
 
 def useful_record(record) -> bool:
   """Whether a log record belongs in a run's log (see `CHATTY`, `NOISE`)."""
-  import logging as std_logging
   try:
     message = record.getMessage()
   except Exception:  # noqa: BLE001  a record that cannot format is shown as it is
@@ -108,8 +108,13 @@ def run(main, argv: list[str] | None = None, flag: str = "config", flags_parser=
     app.run(main, argv=argv, **({"flags_parser": flags_parser} if flags_parser else {}))
   except USER_ERRORS as e:
     if wants_traceback(argv):
+      sys.excepthook = sys.__excepthook__  # a failed save may have silenced it
       raise
-    sys.exit(f"error: {e}")
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    if getattr(e, "exit_now", False):  # background writers left failing: no shutdown
+      sys.stdout.flush()
+      os._exit(1)
+    sys.exit(1)
 
 
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"

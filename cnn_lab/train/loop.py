@@ -9,23 +9,25 @@ data-iterator position, and all randomness derives from (seed, step).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
+import shutil
 import signal
 import time
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 
 from cnn_lab import paths
 from cnn_lab.errors import RunStoppedError, fail
 from cnn_lab.train import mesh as mesh_lib
-from cnn_lab.train.checkpoint import Checkpointer, abstract_like
+from cnn_lab.train.checkpoint import Checkpointer, UnreadableCheckpointsError, abstract_like
 from cnn_lab.train.experiment import Experiment, build_experiment
-from cnn_lab.train.metrics import MetricsWriter, Progress, read_metrics
+from cnn_lab.train.metrics import MetricsWriter, PendingMetrics, Progress, read_metrics
+from cnn_lab.train.state import savable
+from cnn_lab.train.workdir import (WorkdirLock, check_relaunch, clean_temporary,
+                                   ensure_writable, final_metrics, set_aside_run,
+                                   write_run_files)
 from cnn_lab.viz import plot_curves
 
 
@@ -33,20 +35,8 @@ class NonFiniteLossError(RunStoppedError, FloatingPointError):
   """The training loss became NaN or inf; the run stopped before saving it."""
 
 
-def ensure_writable(workdir: str) -> str:
-  """Creates `workdir` if needed and proves it writable, or says why it is not; returns
-  it absolute (local) or unchanged (a bucket URL)."""
-  workdir = paths.resolve(workdir)
-  probe = paths.join(workdir, f".write_test.{os.getpid()}")
-  try:
-    paths.make_dirs(workdir)
-    paths.write_atomic(probe, "ok")
-    paths.remove(probe)
-  except (OSError, ImportError) as e:  # ImportError: a bucket without its file system
-    raise fail("workdir", f"a writable directory ({type(e).__name__}: "
-                          f"{getattr(e, 'strerror', None) or e})",
-               workdir) from None
-  return workdir
+class NonFiniteParamsError(RunStoppedError, FloatingPointError):
+  """The parameters to save diverged (see `state.savable`); the run stopped unsaved."""
 
 
 class _StopFlag:
@@ -73,21 +63,6 @@ class _StopFlag:
       signal.signal(signal.SIGTERM, self.previous)
 
 
-def summarise(pending: list[dict]) -> dict:
-  """Means of the per-step host metrics since the last report; `nonfinite` is a count,
-  `learning_rate` the last value."""
-  out = {}
-  for key in pending[0]:
-    values = np.array([m[key] for m in pending], np.float64)
-    if key == "nonfinite":
-      out[key] = float(values.sum())
-    elif key == "learning_rate":
-      out[key] = float(values[-1])
-    else:
-      out[f"train/{key}"] = float(values.mean())
-  return out
-
-
 def check_finite(host_metrics: list[dict], first: int, last: int, last_good: str) -> None:
   """Raises `NonFiniteLossError` if a step in `first..last` (those `host_metrics` come
   from) had a NaN or inf loss; `last_good` says where the last good checkpoint is."""
@@ -96,31 +71,6 @@ def check_finite(host_metrics: list[dict], first: int, last: int, last_good: str
         f"the training loss became NaN or inf between steps {first} and {last}; stopped "
         f"without saving. Last good checkpoint: {last_good}. "
         "Lower the learning rate or add gradient clipping (optimizer.grad_clip_norm).")
-
-
-class PendingMetrics:
-  """Per-step training metrics not yet logged: device scalars as the steps return them
-  (no sync per step), fetched together when logged or saved with a checkpoint."""
-
-  def __init__(self, items=()):
-    self.items = list(items)
-
-  def append(self, metrics: dict) -> None:
-    self.items.append(metrics)
-
-  def to_host(self) -> list[dict]:
-    """The pending metrics as host floats (one device sync); they stay pending."""
-    self.items = [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.items)]
-    return self.items
-
-  def take_summary(self) -> dict:
-    """`summarise` of the (host) pending metrics without `nonfinite`; clears them."""
-    if not self.items:
-      return {}
-    summary = summarise(self.items)
-    summary.pop("nonfinite")
-    self.items = []
-    return summary
 
 
 class Run:
@@ -134,16 +84,31 @@ class Run:
     self.checkpointer = Checkpointer(paths.join(workdir, "checkpoints"),
                                      max_to_keep=config.keep_checkpoints)
     self.state, self.pending = exp.state, PendingMetrics()
-    restored = self.checkpointer.restore(abstract_like(exp.state))
+    try:
+      restored = self.checkpointer.restore(abstract_like(exp.state), check=self._resume_data)
+    except UnreadableCheckpointsError as e:
+      self.checkpointer.close()
+      raise UnreadableCheckpointsError(
+          f"{e}. Relaunch with --start_over to set them aside and train from step 0.") from e
     if restored is not None:
-      self.state, data_state, saved_step = restored
-      self.data_iter.set_state(data_state["iterator"])
+      self.state, data_state, _ = restored
       self.pending = PendingMetrics(data_state["pending_metrics"])
-      del saved_step  # the state's own step
     self.resumed = restored is not None
     self.step = int(self.state.step)
     self.last_saved = self.checked_step = self.step  # every step up to checked: finite
     self.workdir, self.writer, self.progress, self.final = workdir, None, None, {}
+
+  def _resume_data(self, data_state: dict) -> None:
+    """Positions the data iterator from a checkpoint's data part; raises (so the
+    checkpoint counts as damaged) if that part is not what `save` wrote."""
+    pending = data_state["pending_metrics"]
+    if not (isinstance(pending, list) and all(isinstance(m, dict) for m in pending)):
+      raise fail("pending_metrics", "a list of dicts", pending)
+    self.data_iter.set_state(data_state["iterator"])
+
+  def last_good(self) -> str:
+    good = self.checkpointer.latest_step()
+    return f"{'none' if good is None else f'step {good}'} in {self.checkpointer.directory}"
 
   def start(self) -> None:
     """Opens the outputs (metrics.jsonl, TensorBoard, progress) for training on."""
@@ -161,10 +126,7 @@ class Run:
   def host_pending(self) -> list[dict]:
     """Fetches the pending metrics (one sync) and proves every step's loss finite."""
     host = self.pending.to_host()
-    good = self.checkpointer.latest_step()
-    check_finite(host, self.checked_step + 1, self.step,
-                 f"{'none' if good is None else f'step {good}'} in "
-                 f"{self.checkpointer.directory}")
+    check_finite(host, self.checked_step + 1, self.step, self.last_good())
     self.checked_step = self.step
     return host
 
@@ -188,16 +150,29 @@ class Run:
                  "  ".join(f"{k}={v:.4f}" for k, v in results.items()))
 
   def save(self) -> None:
-    """A checkpoint of this step with the data position and the pending metrics."""
+    """A checkpoint of this step with the data position and the pending metrics, once
+    every loss since the last one and the state itself (`savable`) are finite."""
+    pending = self.host_pending()
+    if not bool(savable(self.state)):
+      raise NonFiniteParamsError(
+          f"the parameters after step {self.step} diverged (not finite, or beyond float32's "
+          "range when squared) although every loss was finite; stopped without saving. "
+          f"Last good checkpoint: {self.last_good()}. Lower the learning rate or add "
+          "gradient clipping (optimizer.grad_clip_norm).")
     self.checkpointer.save(self.step, self.state,
-                           {"iterator": self.data_iter.get_state(),
-                            "pending_metrics": self.host_pending()})
+                           {"iterator": self.data_iter.get_state(), "pending_metrics": pending})
     self.last_saved = self.step
 
-  def close(self) -> None:
+  def close(self, *, failing: bool = False) -> None:
+    """Closes the outputs; with `failing` (an error on its way out, e.g. a full disk)
+    an output that cannot flush does not replace that error."""
     for output in (self.progress, self.writer, self.checkpointer):
       if output is not None:
-        output.close()
+        try:
+          output.close()
+        except OSError:
+          if not failing:
+            raise
 
 
 def _rounded(metrics: dict) -> dict:
@@ -208,62 +183,56 @@ def _due(step: int, every: int, total: int) -> bool:
   return step % every == 0 or step == total
 
 
-def _write_if_changed(path: str, text: str) -> None:
-  if not (paths.exists(path) and paths.read_text(path) == text):
-    paths.write_atomic(path, text)
+def _open(config: ml_collections.ConfigDict, workdir: str, resume_with_changes: bool,
+          start_over: bool) -> tuple[Experiment, "Run"]:
+  """With the workdir locked: cleans what killed writes left, sets the previous run
+  aside (`start_over`) or checks the config may resume it, builds the experiment,
+  writes the run files and opens the run (resuming from its checkpoint)."""
+  clean_temporary(workdir)
+  if start_over:
+    set_aside_run(workdir)
+  else:
+    check_relaunch(config, workdir, resume_with_changes)
+  exp = build_experiment(config)
+  write_run_files(config, exp, workdir)
+  return exp, Run(config, exp, workdir)
 
 
-def write_run_files(config: ml_collections.ConfigDict, exp: Experiment, workdir: str) -> None:
-  """config.json and task.json (the task's settings with what it fitted to the data, read
-  back by `task.with_fitted`), written once the experiment is built (a launch that
-  fails leaves no run-looking workdir) and only when they change."""
-  if jax.process_index() != 0:
-    return
-  _write_if_changed(paths.join(workdir, "config.json"),
-                    config.to_json_best_effort(indent=2, sort_keys=True))
-  _write_if_changed(paths.join(workdir, "task.json"), json.dumps(
-      {"task": config.task, **dataclasses.asdict(exp.task), **exp.task.fitted()}, indent=2))
-
-
-def final_metrics(workdir: str) -> dict:
-  """The last value of each metric in the workdir's metrics.jsonl."""
-  final = {}
-  for record in read_metrics(paths.join(workdir, "metrics.jsonl")):
-    final.update({k: v for k, v in record.items() if k != "step"})
-  return final
-
-
-def _build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Experiment, str]:
-  """-> (`build_experiment`, the workdir resolved and writable); a workdir this launch
-  created is removed again if the build fails."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       resume_with_changes: bool = False, start_over: bool = False) -> dict:
+  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics.
+  The workdir is locked for the run (`workdir.WorkdirLock`); a relaunch with another
+  config is refused unless `resume_with_changes` allows its changes
+  (`workdir.check_relaunch`); `start_over` sets a previous run aside first. A run that
+  already finished there is reported in one line, and nothing is written."""
   workdir = paths.resolve(workdir)
   created = not paths.is_url(workdir) and not os.path.exists(workdir)
   workdir = ensure_writable(workdir)
+  lock = WorkdirLock(workdir).acquire()
   try:
-    return build_experiment(config), workdir
+    exp, run = _open(config, workdir, resume_with_changes, start_over)
+    return _train(config, exp, run, workdir)
   except BaseException:
-    if created and not os.listdir(workdir):
-      os.rmdir(workdir)
+    lock.release()
+    if created and set(os.listdir(workdir)) <= {".lock"}:  # leave no empty run behind
+      shutil.rmtree(workdir, ignore_errors=True)
     raise
+  finally:
+    lock.release()
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics.
-  A run that already finished there is reported in one line, and nothing is written."""
-  exp, workdir = _build(config, workdir)
-  write_run_files(config, exp, workdir)
-  run = Run(config, exp, workdir)
+def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir: str) -> dict:
   if run.resumed and run.step >= exp.total_steps:
     run.close()
     done = {"step": run.step, **final_metrics(workdir)}
     logging.info("Already finished at step %d/%d in %s; nothing to do. Final: %s",
                  run.step, exp.total_steps, workdir, _rounded(done))
     return done
-  run.start()
-  logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
-               config.model.name, config.dataset.name, exp.total_steps, config.batch_size,
-               exp.mesh.size, jax.default_backend())
   try:
+    run.start()
+    logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
+                 config.model.name, config.dataset.name, exp.total_steps, config.batch_size,
+                 exp.mesh.size, jax.default_backend())
     with _StopFlag() as stop:
       start = time.perf_counter()
       while run.step < exp.total_steps and not stop.requested:
@@ -278,8 +247,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if run.step != run.last_saved:  # stopped early by SIGTERM
         run.save()
       elapsed = time.perf_counter() - start
-  finally:
-    run.close()
+  except OSError as e:  # metrics or TensorBoard: a full disk, a lost mount
+    stopped = RunStoppedError(f"could not write {e.filename or 'in ' + workdir} "
+                              f"({e.strerror or e}); last good checkpoint: "
+                              f"{run.last_good()}. Free space (or fix the path) and "
+                              "relaunch to resume.")
+    run.close(failing=True)
+    raise stopped from e
+  except BaseException:
+    run.close(failing=True)
+    raise
+  run.close()
   if jax.process_index() == 0:
     plot_curves(read_metrics(paths.join(workdir, "metrics.jsonl")),
                 paths.join(workdir, "curves.png"),

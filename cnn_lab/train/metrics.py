@@ -12,15 +12,35 @@ import sys
 import time
 
 import jax
+import numpy as np
 from absl import logging
 
 from cnn_lab import paths
 
 
 def read_metrics(path: str) -> list[dict]:
+  """The records of a metrics.jsonl (none if it is missing). A damaged line (a write cut
+  short, garbled bytes) is skipped with a warning naming it, never an error: the file is
+  a log, the checkpoint is the run."""
   if not paths.exists(path):
     return []
-  return [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
+  records, damaged = [], []
+  lines = paths.read_bytes(path).decode("utf-8", "replace").splitlines()
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError:
+      record = None
+    if isinstance(record, dict) and isinstance(record.get("step"), int):
+      records.append(record)
+    else:
+      damaged.append(number)
+  if damaged:
+    logging.warning("%s: skipped %d damaged line(s) (line %s); kept %d.", path,
+                    len(damaged), ", ".join(map(str, damaged[:5])), len(records))
+  return records
 
 
 class MetricsWriter:
@@ -36,7 +56,8 @@ class MetricsWriter:
     self.tb = None
     if not self.active:
       return
-    # A resumed run recomputes the steps after its checkpoint: drop their old lines.
+    # A resumed run recomputes the steps after its checkpoint: drop their old lines
+    # (and any damaged one, which `read_metrics` names).
     self.lines = [json.dumps(r) + "\n" for r in read_metrics(self.path)
                   if r["step"] <= resume_step]
     paths.write_atomic(self.path, "".join(self.lines))
@@ -88,3 +109,43 @@ class Progress:
   def close(self) -> None:
     if self.bar is not None:
       self.bar.close()
+
+
+def summarise(pending: list[dict]) -> dict:
+  """Means of the per-step host metrics since the last report; `nonfinite` is a count,
+  `learning_rate` the last value."""
+  out = {}
+  for key in pending[0]:
+    values = np.array([m[key] for m in pending], np.float64)
+    if key == "nonfinite":
+      out[key] = float(values.sum())
+    elif key == "learning_rate":
+      out[key] = float(values[-1])
+    else:
+      out[f"train/{key}"] = float(values.mean())
+  return out
+
+
+class PendingMetrics:
+  """Per-step training metrics not yet logged: device scalars as the steps return them
+  (no sync per step), fetched together when logged or saved with a checkpoint."""
+
+  def __init__(self, items=()):
+    self.items = list(items)
+
+  def append(self, metrics: dict) -> None:
+    self.items.append(metrics)
+
+  def to_host(self) -> list[dict]:
+    """The pending metrics as host floats (one device sync); they stay pending."""
+    self.items = [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.items)]
+    return self.items
+
+  def take_summary(self) -> dict:
+    """`summarise` of the (host) pending metrics without `nonfinite`; clears them."""
+    if not self.items:
+      return {}
+    summary = summarise(self.items)
+    summary.pop("nonfinite")
+    self.items = []
+    return summary

@@ -19,6 +19,7 @@ from cnn_lab.train.experiment import build_model
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import abstract_train_state
 from cnn_lab.train.tasks import Task, make_task
+from cnn_lab.train.workdir import holds_checkpoint
 
 
 @dataclasses.dataclass
@@ -54,7 +55,8 @@ def embedder(run: TrainedRun):
 
 def load_run(workdir: str) -> TrainedRun:
   """Rebuilds config, task (with what it fitted, e.g. anchors) and model; restores the
-  latest readable checkpoint of `workdir`."""
+  latest readable checkpoint of `workdir`. Reads only: nothing in the workdir is
+  written, renamed or deleted, whatever state it is in."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
   paths = {name: os.path.join(workdir, f"{name}.json") for name in ("config", "task")}
   for path in paths.values():
@@ -68,13 +70,13 @@ def load_run(workdir: str) -> TrainedRun:
   model = build_model(config, task, abstract=True)  # the checkpoint holds every value
   tx, _ = make_optimizer(config.optimizer, config.schedule, 1)
   graphdef, state = abstract_train_state(model, tx)
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  if not holds_checkpoint(workdir):
+    raise fail("workdir", "a workdir with a checkpoint", workdir)
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
     restored = checkpointer.restore(abstract_like(state))
   finally:
     checkpointer.close()
-  if restored is None:
-    raise fail("workdir", "a workdir with a checkpoint", workdir)
   state, _, step = restored
   model = nnx.merge(graphdef, state.params, state.batch_stats)
   return TrainedRun(config, task, model, step)

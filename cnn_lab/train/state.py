@@ -46,3 +46,16 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                      opt_state=tx.init(params), rng=jax.random.key_data(rng))
   return graphdef, state
+
+
+@jax.jit
+def savable(state: TrainState) -> jax.Array:
+  """bool `[]`: whether `state` is fit to checkpoint. Every float must be finite, and
+  the squared norm of the parameters and batch statistics too: parameters finite but
+  beyond ~1e19 in float32 (a diverging step) overflow the next forward pass, so a run
+  resumed from them would only fail again."""
+  floats = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
+  weights = jax.tree.leaves((state.params, state.batch_stats))
+  squared = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in weights)
+  return finite & jnp.isfinite(squared)
