@@ -24,3 +24,52 @@ def data_dir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("tfds"))
   os.environ["CNN_LAB_DATA_DIR"] = path
   return path
+
+
+# ------------------------------------------------ peak memory of each test worker
+# Reported at the end of a run: the suite must fit 2 workers on a small CI machine.
+import resource  # noqa: E402
+
+MEMORY_BUDGET_GIB = 3.0
+_PEAKS: list[float] = []
+
+
+def _peak_gib(who: int) -> float:
+  return resource.getrusage(who).ru_maxrss / 2**20  # Linux reports KiB
+
+
+_RAISES: list[tuple[float, str]] = []  # (GiB the test raised the peak by, test id)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  before = _peak_gib(resource.RUSAGE_SELF)
+  yield
+  raised = _peak_gib(resource.RUSAGE_SELF) - before
+  if raised > 0.05:
+    _RAISES.append((raised, item.nodeid))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+  output = getattr(session.config, "workeroutput", None)
+  if output is not None:  # an xdist worker: hand the figures to the controller
+    output["peak_rss_gib"] = _peak_gib(resource.RUSAGE_SELF)
+    output["peak_raises"] = sorted(_RAISES, reverse=True)[:5]
+  elif not _PEAKS:  # no workers reported: the tests ran in this process
+    _PEAKS.append(_peak_gib(resource.RUSAGE_SELF))
+
+
+def pytest_testnodedown(node, error):  # the xdist controller, as each worker ends
+  output = getattr(node, "workeroutput", {})
+  if output.get("peak_rss_gib") is not None:
+    _PEAKS.append(output["peak_rss_gib"])
+    _RAISES.extend(tuple(r) for r in output.get("peak_raises", ()))
+
+
+def pytest_terminal_summary(terminalreporter):
+  if _PEAKS:
+    terminalreporter.write_line(
+        f"peak memory per test worker: {', '.join(f'{p:.2f}' for p in sorted(_PEAKS))} GiB "
+        f"(budget {MEMORY_BUDGET_GIB} GiB; subprocesses not included); raised most by: "
+        + ", ".join(f"{test} (+{gib:.2f})" for gib, test in sorted(_RAISES, reverse=True)[:5]))

@@ -14,7 +14,7 @@ from flax import nnx
 from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import Preprocess
 from cnn_lab.errors import fail
-from cnn_lab.train.checkpoint import Checkpointer, abstract_like
+from cnn_lab.train.checkpoint import Checkpointer, UnreadableCheckpointsError, abstract_like
 from cnn_lab.train.experiment import build_model
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import abstract_train_state
@@ -75,6 +75,9 @@ def load_run(workdir: str) -> TrainedRun:
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
     restored = checkpointer.restore(abstract_like(state))
+  except UnreadableCheckpointsError as e:
+    raise UnreadableCheckpointsError(f"{e}; does {paths['config']} still describe the run "
+                                     "that wrote them?") from e
   finally:
     checkpointer.close()
   state, _, step = restored
