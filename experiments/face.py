@@ -67,12 +67,14 @@ class TrainedEmbedder:
     """`--threshold`, else the run's last `eval/<key>`: `threshold` (verification) or
     `open_set_threshold` (identification), both chosen on validation identities."""
     if FLAGS.threshold is not None:
+      if not np.isfinite(FLAGS.threshold):
+        raise fail("threshold", "a finite distance", FLAGS.threshold)
       return FLAGS.threshold
     found = [r[f"eval/{key}"] for r in read_metrics(
         os.path.join(FLAGS.workdir, "metrics.jsonl")) if f"eval/{key}" in r]
-    if not found:
-      raise fail("threshold", f"a number (the run recorded no eval/{key}: evaluate it "
-                 "first)", None)
+    if not found or not np.isfinite(found[-1]):
+      raise fail("threshold", f"a number (the run recorded {found[-1] if found else 'no'} "
+                 f"eval/{key}: evaluate it first, or pass --threshold)", None)
     return float(found[-1])
 
 

@@ -294,8 +294,8 @@ def test_face_database_errors(tmp_path):
   with pytest.raises(ValueError, match="database: expected at least one enrolled identity"):
     load_database(str(tmp_path / "empty.npz"), 128)
   np.savez(tmp_path / "other.npz", names=np.array(["x"]), embeddings=np.zeros((1, 64)))
-  with pytest.raises(ValueError, match=r"database: expected embeddings \[G, 128\] from this "
-                     r"run's model, received \"shape \(1, 64\) in '.*other.npz'"):
+  with pytest.raises(ValueError, match=r"database: expected embeddings \[G, 128\] of floats from "
+                     r"this run's model, received \"float64 \(1, 64\) in '.*other.npz'"):
     load_database(str(tmp_path / "other.npz"), 128)
   with pytest.raises(ValueError, match="database: expected an enrolled database"):
     load_database(str(tmp_path / "missing.npz"), 128)

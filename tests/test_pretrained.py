@@ -2,12 +2,9 @@
 and the real ImageNet MobileNetV2 recognising scikit-image's photos."""
 
 import collections
-import io
 import os
 import pickle
-import struct
 import sys
-import types
 import zipfile
 
 import jax
@@ -19,77 +16,10 @@ from cnn_lab.models import create_model
 from cnn_lab.pretrained import UnsafeCheckpointError, load_torch_checkpoint
 from cnn_lab.pretrained.convert import (CONVERTERS, CheckpointMismatchError, _to_ours,
                                         load_torchvision)
-
-# ---- writing torch's two formats without torch (fake `torch` modules for pickle) ----
-
-
-class FakeStorage:
-  def __init__(self, key, array):
-    self.key, self.array = key, array
-
-
-def _fake_torch(monkeypatch):
-  torch = types.ModuleType("torch")
-  utils = types.ModuleType("torch._utils")
-
-  def _rebuild_tensor_v2(*args):  # only its name is pickled
-    raise AssertionError
-
-  _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", \
-      "_rebuild_tensor_v2"
-  utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-  for name in ("FloatStorage", "LongStorage"):
-    setattr(torch, name, type(name, (), {"__module__": "torch"}))
-  torch._utils = utils
-  monkeypatch.setitem(sys.modules, "torch", torch)
-  monkeypatch.setitem(sys.modules, "torch._utils", utils)
-  return torch, utils
-
-
-class FakeTensor:
-  def __init__(self, storage, offset, size, stride):
-    self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
-
-
-def _pickle_object(obj, torch, utils, legacy: bool) -> bytes:
-  class Writer(pickle.Pickler):
-    def persistent_id(self, o):
-      if isinstance(o, FakeStorage):
-        kind = torch.FloatStorage if o.array.dtype == np.float32 else torch.LongStorage
-        return ("storage", kind, o.key, "cpu", o.array.size) + ((None,) if legacy else ())
-      return None
-
-    def reducer_override(self, o):
-      if isinstance(o, FakeTensor):
-        return utils._rebuild_tensor_v2, (o.storage, o.offset, o.size, o.stride, False,
-                                          collections.OrderedDict())
-      return NotImplemented
-
-  buffer = io.BytesIO()
-  Writer(buffer, protocol=2).dump(obj)
-  return buffer.getvalue()
-
-
-def write_checkpoint(path, obj, storages, torch, utils, legacy: bool):
-  if legacy:
-    with open(path, "wb") as f:
-      for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
-        f.write(pickle.dumps(header, protocol=2))
-      f.write(_pickle_object(obj, torch, utils, legacy=True))
-      f.write(pickle.dumps([s.key for s in storages], protocol=2))
-      for s in storages:
-        f.write(struct.pack("<q", s.array.size) + s.array.tobytes())
-  else:
-    with zipfile.ZipFile(path, "w") as z:
-      z.writestr("archive/data.pkl", _pickle_object(obj, torch, utils, legacy=False))
-      z.writestr("archive/version", "3\n")
-      for s in storages:
-        z.writestr(f"archive/data/{s.key}", s.array.tobytes())
-
+from tests.torch_files import FakeStorage, FakeTensor, write_checkpoint
 
 @pytest.mark.parametrize("legacy", [True, False])
-def test_both_formats_read_back_exactly(legacy, monkeypatch, tmp_path):
-  torch, utils = _fake_torch(monkeypatch)
+def test_both_formats_read_back_exactly(legacy, tmp_path):
   rng = np.random.default_rng(0)
   shared = FakeStorage("0", rng.normal(size=30).astype(np.float32))
   count = FakeStorage("1", np.array([7], np.int64))
@@ -99,8 +29,8 @@ def test_both_formats_read_back_exactly(legacy, monkeypatch, tmp_path):
       ("bn.num_batches_tracked", FakeTensor(count, 0, (), ())),
   ]), "epoch": 3}
   path = tmp_path / "ckpt.pth"
-  write_checkpoint(path, obj, [shared, count], torch, utils, legacy)
-  monkeypatch.delitem(sys.modules, "torch")  # reading needs no torch at all
+  write_checkpoint(path, obj, [shared, count], legacy)
+  assert "torch" not in sys.modules  # reading needs no torch at all
   out = load_torch_checkpoint(str(path))
   assert sorted(out) == ["bn.num_batches_tracked", "conv.weight", "transposed"]
   np.testing.assert_array_equal(out["conv.weight"], shared.array[:12].reshape(2, 3, 2))

@@ -13,6 +13,7 @@ threshold.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterator
 
 import numpy as np
@@ -109,9 +110,18 @@ def identify(queries, gallery, gallery_labels, threshold: float, distance=None):
   if queries.ndim != 2 or queries.shape[1] != gallery.shape[1]:
     raise fail("queries", f"embeddings [Q, {gallery.shape[1]}] like the gallery's",
                f"shape {queries.shape}")
-  d = (distance or squared_distances)(queries, gallery)
-  nearest = np.argmin(d, 1)
-  best = d[np.arange(len(d)), nearest]
+  if not np.isfinite(threshold):
+    raise fail("threshold", "a finite distance", threshold)
+  distance = distance or squared_distances
+  # The gallery in chunks: a learned distance may broadcast [Q, chunk, D]; ~64 MB each.
+  chunk = max(1, 2**23 // max(1, len(queries) * gallery.shape[1]))
+  nearest = np.zeros(len(queries), np.int64)
+  best = np.full(len(queries), np.inf)
+  for start in range(0, len(gallery), chunk):
+    d = np.asarray(distance(queries, gallery[start:start + chunk]), np.float64)
+    k = np.argmin(d, 1)
+    closer = d[np.arange(len(d)), k] < best
+    nearest[closer], best[closer] = start + k[closer], d[np.arange(len(d)), k][closer]
   labels = np.asarray(gallery_labels)[nearest]
   return np.where(best <= threshold, labels, -1), best
 
@@ -195,16 +205,56 @@ def evaluate_faces(embeddings, labels, *, validation: tuple, gallery: tuple,
   yield "stranger_rejection", float(np.mean(d_strangers > open_threshold))
 
 
-def load_database(path: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
+DATABASE_BYTES = 2**30  # the most an enrolled database may take once loaded
+
+
+def _npy_header(archive: zipfile.ZipFile, name: str, path: str) -> tuple[tuple, np.dtype]:
+  """(shape, dtype) of one array of an .npz, read from its header alone."""
+  try:
+    with archive.open(name) as f:
+      version = np.lib.format.read_magic(f)
+      read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+              else np.lib.format.read_array_header_2_0)
+      shape, _, dtype = read(f)
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    raise fail("database", f"a readable {name}", f"{path} ({type(e).__name__}: {e})") from None
+  return shape, dtype
+
+
+def load_database(path: str, dim: int, max_bytes: int = DATABASE_BYTES
+                  ) -> tuple[np.ndarray, np.ndarray]:
   """An enrolled database (`experiments.face enroll`: `names [G]` and `embeddings [G, D]`
-  in one .npz), checked: present, not empty, embeddings of this model's `dim`."""
+  in one .npz), checked from the arrays' headers before anything is read: exactly
+  those two arrays, G names for G embeddings of this model's `dim`, at most
+  `max_bytes` in all (a small compressed file could otherwise expand to gigabytes);
+  then every embedding finite."""
   if not path or not os.path.exists(path):
     raise fail("database", "an enrolled database (.npz from `enroll`)", path)
-  with np.load(path) as f:
-    names, embeddings = f["names"], f["embeddings"]
-  if len(names) == 0:
-    raise fail("database", "at least one enrolled identity", f"{path!r} (empty)")
-  if embeddings.ndim != 2 or embeddings.shape[1] != dim:
-    raise fail("database", f"embeddings [G, {dim}] from this run's model",
-               f"shape {embeddings.shape} in {path!r}")
+  if not zipfile.is_zipfile(path):
+    raise fail("database", "an .npz written by `enroll`", f"{path} (not an .npz archive)")
+  with zipfile.ZipFile(path) as archive:
+    members = sorted(archive.namelist())
+    if members != ["embeddings.npy", "names.npy"]:
+      raise fail("database", "an .npz of names.npy and embeddings.npy", f"{path} holding "
+                 f"{members[:5]}")
+    (names_shape, names_dtype), (shape, dtype) = (
+        _npy_header(archive, f"{key}.npy", path) for key in ("names", "embeddings"))
+    if names_dtype.kind != "U" or len(names_shape) != 1:
+      raise fail("database", "names [G] as text", f"{names_dtype} {names_shape} in {path}")
+    if names_shape[0] == 0:
+      raise fail("database", "at least one enrolled identity", f"{path!r} (empty)")
+    if dtype.kind != "f" or len(shape) != 2 or shape[1] != dim:
+      raise fail("database", f"embeddings [G, {dim}] of floats from this run's model",
+                 f"{dtype} {shape} in {path!r}")
+    if shape[0] != names_shape[0]:
+      raise fail("database", "one name per embedding", f"{names_shape[0]} names and "
+                 f"{shape[0]} embeddings in {path}")
+    size = names_dtype.itemsize * names_shape[0] + dtype.itemsize * shape[0] * shape[1]
+    if size > max_bytes:
+      raise fail("database", f"at most {max_bytes} bytes once loaded", f"{size} in {path}")
+    with np.load(path, allow_pickle=False) as f:
+      names, embeddings = f["names"], f["embeddings"]
+  if not np.isfinite(embeddings).all():
+    raise fail("database", "finite embeddings", f"{int((~np.isfinite(embeddings)).sum())} "
+               f"NaN or infinite values in {path}")
   return names, embeddings
