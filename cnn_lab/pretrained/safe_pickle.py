@@ -164,8 +164,7 @@ def _text(m: _Machine, n: int) -> None:
 
 
 def _tuple(m: _Machine, n: int) -> None:
-  items = [m.pop() for _ in range(n)][::-1]
-  m.push(tuple(items))
+  m.push(tuple([m.pop() for _ in range(n)][::-1]))
 
 
 def _long(m: _Machine, n: int) -> None:
@@ -200,18 +199,12 @@ def _dict(m: _Machine) -> None:
 
 
 def _append(m: _Machine) -> None:
-  value = m.pop()
+  value = m.pop()  # before `top`: the list is under the value
   m.top(list).append(value)
 
 
-def _appends(m: _Machine) -> None:
-  items = m.pop_mark()
-  m.top(list).extend(items)
-
-
 def _setitem(m: _Machine) -> None:
-  value = m.pop()
-  key = m.pop()
+  value, key = m.pop(), m.pop()
   m.set_items(m.top(dict), [key, value])
 
 
@@ -261,7 +254,7 @@ _HANDLERS = {
     "LIST": lambda m: m.push(m.pop_mark()),
     "DICT": _dict,
     "APPEND": _append,
-    "APPENDS": _appends,
+    "APPENDS": lambda m: (lambda items: m.top(list).extend(items))(m.pop_mark()),
     "SETITEM": _setitem,
     "SETITEMS": _setitems,
     "BINPUT": lambda m: m.memo_put(m.r.unpack("<B")),
@@ -282,3 +275,23 @@ def load(data, pos: int, hooks: Hooks, budget: Budget) -> tuple[object, int]:
   """Runs the pickle that starts at `data[pos]`; -> (its value, the offset after it)."""
   machine = _Machine(_Reader(data, pos), hooks, budget)
   return machine.run(), machine.r.pos
+
+
+def flatten(obj, leaf: type, limits: Limits, budget: Budget) -> dict[str, object]:
+  """Nested dicts of `leaf`s -> {"a.b": leaf}; other values (ints, strings) dropped.
+  Iterative; a dict inside itself, nesting past `limits.depth` and more names than
+  the budget are refused."""
+  out, todo = {}, [(obj, "", 0, frozenset())]
+  while todo:
+    node, prefix, depth, above = todo.pop()
+    budget.spend()
+    if isinstance(node, leaf):
+      out[prefix[:-1]] = node
+    elif isinstance(node, dict):
+      if id(node) in above:
+        raise Refused(f"a dict that contains itself (at '{prefix[:-1]}')")
+      if depth >= limits.depth:
+        raise Refused(f"dicts nested deeper than Limits.depth={limits.depth}")
+      todo += [(value, f"{prefix}{key}.", depth + 1, above | {id(node)})
+               for key, value in reversed(node.items())]
+  return out

@@ -33,7 +33,7 @@ import zlib
 import numpy as np
 
 from cnn_lab.errors import InputError, fail
-from cnn_lab.pretrained.safe_pickle import Budget, Limits, Refused, load
+from cnn_lab.pretrained.safe_pickle import Budget, Limits, Refused, flatten, load
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -175,26 +175,6 @@ class _TorchHooks:
       raise Refused(f"BUILD on a {type(obj).__name__} (only ordered dicts take it)")
 
 
-def _flatten(obj, limits: Limits, budget: Budget) -> dict[str, _Tensor]:
-  """Nested dicts of tensors -> {"a.b": tensor}; other leaves (ints, strings) dropped.
-  Iterative; a dict inside itself, nesting past `limits.depth` and more names than
-  the budget are refused."""
-  out, todo = {}, [(obj, "", 0, frozenset())]
-  while todo:
-    node, prefix, depth, above = todo.pop()
-    budget.spend()
-    if isinstance(node, _Tensor):
-      out[prefix[:-1]] = node
-    elif isinstance(node, dict):
-      if id(node) in above:
-        raise Refused(f"a dict that contains itself (at '{prefix[:-1]}')")
-      if depth >= limits.depth:
-        raise Refused(f"dicts nested deeper than Limits.depth={limits.depth}")
-      todo += [(value, f"{prefix}{key}.", depth + 1, above | {id(node)})
-               for key, value in reversed(node.items())]
-  return out
-
-
 def _read_legacy(data: memoryview, hooks: _TorchHooks, budget: Budget):
   pos = 0
 
@@ -279,7 +259,7 @@ def _read(path: str, limits: Limits) -> dict[str, np.ndarray]:
       obj = _read_legacy(memoryview(f.read()), hooks, budget)
   if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
     obj = obj["state_dict"]
-  tensors = _flatten(obj, limits, budget)
+  tensors = flatten(obj, _Tensor, limits, budget)
   if any(t.storage.array is None for t in tensors.values()):
     raise Refused("a tensor whose storage has no bytes in the file")
   present = sum(s.array.nbytes for s in hooks.storages.values() if s.array is not None)
