@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnn_lab.pretrained import UnsafeCheckpointError, load_torch_checkpoint
@@ -56,7 +56,8 @@ TENSORS = {  # name -> (offset, size, stride, declared numel), over 4 float32 va
 }
 REASONS = {"stride_2**38": "reaches outside its storage",
            "negative_stride": "negative", "size_past_storage": "reaches outside",
-           "negative_offset": "negative", "declared_2**20_holding_16_bytes": "storage 0 declares 1048576 elements",
+           "negative_offset": "negative",
+           "declared_2**20_holding_16_bytes": "storage 0 declares 1048576 elements",
            "stride0_20000x20000": "would take 1600000000 bytes"}
 
 
@@ -311,3 +312,22 @@ def test_identification_refuses_a_threshold_that_is_not_finite_and_chunks_the_ga
   d = squared_distances(queries, gallery)  # all at once: what the chunks must equal
   np.testing.assert_array_equal(found, d.argmin(1))
   np.testing.assert_allclose(best, d.min(1))
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint():
+  """torchvision's MobileNetV2 file (legacy format), fetched once like the weights tests."""
+  from cnn_lab.pretrained.weights import weights_path
+  with open(weights_path("mobilenet_v2"), "rb") as f:
+    return f.read()
+
+
+@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=EDITS)
+def test_a_mutated_real_checkpoint_loads_or_is_refused(real_checkpoint, edits,
+                                                       tmp_path_factory):
+  """Edits in its first 64 KiB: the five pickles and the first storages."""
+  path = tmp_path_factory.mktemp("real") / "m.pth"
+  head = _mutate(real_checkpoint[:2**16], edits)
+  path.write_bytes(head + real_checkpoint[2**16:])
+  _clean_refusal_or_load(path)
