@@ -170,7 +170,8 @@ def check_relaunch(config: ml_collections.ConfigDict, workdir: str,
   if by_kind["adjustable"] and not resume_with_changes:
     raise RunStoppedError(
         f"the config differs from the run in {workdir}: {_listed(by_kind['adjustable'])}. "
-        "Relaunch with --resume_with_changes to continue the run with these values.")
+        "Relaunch with --resume_with_changes (experiments.train) to continue the run with "
+        "these values, or choose another --workdir.")
   if by_kind["adjustable"] or by_kind["free"]:
     logging.warning("Resuming with config changes: %s",
                     _listed({**by_kind["adjustable"], **by_kind["free"]}))
@@ -180,8 +181,11 @@ def set_aside_run(workdir: str) -> str | None:
   """Moves the previous run's files into `workdir/previous_run_N/` (N = 1, 2, ...);
   returns that folder, or None when there was nothing to move."""
   present = [name for name in RUN_FILES if paths.exists(paths.join(workdir, name))]
+  if jax.process_count() > 1:  # every process sees the folder before process 0 moves it
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("start_over")
   if not present or jax.process_index() != 0:
-    return None
+    return _synced(None)
   n = 1
   while paths.exists(paths.join(workdir, f"previous_run_{n}")):
     n += 1
@@ -191,7 +195,15 @@ def set_aside_run(workdir: str) -> str | None:
     paths.rename(paths.join(workdir, name), paths.join(target, name))
   logging.warning("Starting over: the previous run's %s moved to %s.", ", ".join(present),
                   target)
-  return target
+  return _synced(target)
+
+
+def _synced(result):
+  """`result` once every process got here (process 0 has moved the previous run)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("start_over_done")
+  return result
 
 
 def clean_temporary(workdir: str) -> list[str]:
