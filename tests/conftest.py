@@ -41,10 +41,22 @@ def _peak_gib(who: int) -> float:
 _RAISES: list[tuple[float, str]] = []  # (GiB the test raised the peak by, test id)
 
 
+RELEASE_ABOVE_GIB = 1.0  # resident memory past which a test's leftovers are given back
+
+
+def _resident_gib() -> float:
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+  except (OSError, ValueError, IndexError):  # not Linux: always release
+    return float("inf")
+
+
 def _release_memory() -> None:
-  """What one test compiled and allocated, given back before the next: JAX's compiled
-  functions (each test builds its own, so none is reused), garbage, and the free pages
-  glibc keeps (without this the peaks of successive tests stack up)."""
+  """What tests compiled and allocated, given back: JAX's compiled functions, garbage,
+  and the free pages glibc keeps (without this the peaks of successive tests stack
+  up). Done at the end of each module, and after a test that leaves the worker above
+  `RELEASE_ABOVE_GIB` (always clearing would recompile what light tests share)."""
   import ctypes
   import gc
 
@@ -61,7 +73,9 @@ def _release_memory() -> None:
 def pytest_runtest_protocol(item, nextitem):
   before = _peak_gib(resource.RUSAGE_SELF)
   yield
-  _release_memory()
+  if nextitem is None or nextitem.module is not item.module or \
+      _resident_gib() > RELEASE_ABOVE_GIB:
+    _release_memory()
   raised = _peak_gib(resource.RUSAGE_SELF) - before
   if raised > 0.05:
     _RAISES.append((raised, item.nodeid))
