@@ -148,3 +148,13 @@ def test_every_preset_matches_the_documented_zoo_table():
       assert params == references[name, classes], name
     else:
       assert param_count(name, num_classes=classes) == params, name
+
+
+@pytest.mark.parametrize("name, epsilon", [("efficientnet_b0", 1e-5), ("efficientnet_b4", 1e-5),
+                                           ("efficientnet_b5", 1e-3), ("efficientnet_b7", 1e-3)])
+def test_efficientnet_batchnorm_epsilon_is_torchvisions(name, epsilon):
+  """torchvision's B0-B4 use BatchNorm's default 1e-5, B5-B7 1e-3: its weights need them."""
+  from cnn_lab.nn.layers import BatchNorm
+  model = create_model(name, abstract=True, rngs=nnx.Rngs(0))
+  norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, BatchNorm)]
+  assert norms and {m.epsilon for m in norms} == {epsilon}

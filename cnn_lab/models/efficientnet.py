@@ -29,6 +29,11 @@ SCALING = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1
            "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5)}
 
 
+# BatchNorm epsilon as torchvision's weights were trained with: its default 1e-5 for
+# B0-B4, 1e-3 (the TensorFlow original's) for B5-B7.
+BN_EPSILON = {name: 1e-3 if name in ("b5", "b6", "b7") else 1e-5 for name in SCALING}
+
+
 def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1,
                           gamma: float = 1.15) -> dict:
   """Depth alpha^phi, width beta^phi, resolution gamma^phi (x 224), for any phi.
@@ -44,12 +49,12 @@ class MBConv(nnx.Module):
   def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expansion: int,
                drop_rate: float, **kw):
     hidden = nn.make_divisible(c_in * expansion)
-    self.expand = nn.ConvBNAct(c_in, hidden, 1, act="swish", bn_epsilon=1e-3, **kw) \
+    self.expand = nn.ConvBNAct(c_in, hidden, 1, act="swish", **kw) \
         if hidden != c_in else None
     self.depthwise = nn.ConvBNAct(hidden, hidden, kernel, stride=stride, groups=hidden,
-                                  act="swish", bn_epsilon=1e-3, **kw)
+                                  act="swish", **kw)
     self.se = nn.SqueezeExcite(hidden, max(1, c_in // 4), dtype=kw["dtype"], rngs=kw["rngs"])
-    self.project = nn.ConvBNAct(hidden, c_out, 1, act="identity", bn_epsilon=1e-3, **kw)
+    self.project = nn.ConvBNAct(hidden, c_out, 1, act="identity", **kw)
     self.use_residual = stride == 1 and c_in == c_out
     self.drop_path = nn.StochasticDepth(drop_rate)
 
@@ -64,15 +69,15 @@ class MBConv(nnx.Module):
 class EfficientNet(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, width: float = 1.0, depth: float = 1.0,
                dropout_rate: float = 0.2, stochastic_depth: float = 0.2, in_channels: int = 3,
-               input_size: int = 224, impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+               input_size: int = 224, bn_epsilon: float = 1e-5, impl: str = "xla",
+               dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "EfficientNet (five halvings)")
-    kw = dict(impl=impl, dtype=dtype, rngs=rngs)
+    kw = dict(bn_epsilon=bn_epsilon, impl=impl, dtype=dtype, rngs=rngs)
     channels = lambda c: nn.make_divisible(c * width)
     stages = [(t, k, s, channels(i), channels(o), int(math.ceil(n * depth)))
               for t, k, s, i, o, n in B0_STAGES]
     total = sum(n for *_, n in stages)
-    self.stem = nn.ConvBNAct(in_channels, stages[0][3], 3, stride=2, act="swish",
-                             bn_epsilon=1e-3, **kw)
+    self.stem = nn.ConvBNAct(in_channels, stages[0][3], 3, stride=2, act="swish", **kw)
     blocks, index = [], 0
     for t, k, s, c_in, c_out, n in stages:
       for i in range(n):
@@ -81,7 +86,7 @@ class EfficientNet(nnx.Module):
         index += 1
     self.blocks = nnx.List(blocks)
     last = 4 * stages[-1][4]
-    self.head = nn.ConvBNAct(stages[-1][4], last, 1, act="swish", bn_epsilon=1e-3, **kw)
+    self.head = nn.ConvBNAct(stages[-1][4], last, 1, act="swish", **kw)
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
     self.fc = nn.Dense(last, num_classes, dtype=dtype, rngs=rngs)
 
@@ -98,7 +103,7 @@ def _preset(name):
 
   def build(input_size: int = resolution, **kw):
     return EfficientNet(width=width, depth=depth, dropout_rate=rate, input_size=input_size,
-                        **kw)
+                        bn_epsilon=BN_EPSILON[name], **kw)
   return build
 
 
