@@ -38,7 +38,7 @@ def reference_roi_align(features, boxes, size, scale, ratio, aligned=True):
   rois = []
   for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
     sx, sy = x1 * scale - offset, y1 * scale - offset
-    w, h = max(x2 * scale - offset - sx, 0.0), max(y2 * scale - offset - sy, 0.0)
+    w, h = x2 * scale - offset - sx, y2 * scale - offset - sy  # negative if inverted
     if not aligned:
       w, h = max(w, 1.0), max(h, 1.0)
     bins = []
@@ -58,23 +58,31 @@ def reference_roi_align(features, boxes, size, scale, ratio, aligned=True):
   return jnp.stack(rois)
 
 
+def _c_round(v: np.float32) -> int:
+  """C's round(): halves away from zero."""
+  return int(np.sign(v) * np.floor(abs(np.float64(v)) + 0.5))
+
+
 def reference_roi_pool(features, boxes, size, scale):
-  """torchvision's roi_pool loops (round-half-away corners, whole-cell bins, 0 if empty)."""
+  """torchvision's roi_pool kernel line by line, its arithmetic in float32 (the features'
+  type; spatial_scale a C float): corners rounded half away from zero, bin size
+  n / bins, bin edges floor(i * size) and ceil((i + 1) * size), 0 where empty."""
   rows, cols = (size, size) if isinstance(size, int) else size
   height, width, _ = features.shape
-  rnd = lambda v: int(np.sign(v) * np.floor(abs(v) + 0.5))
+  f32, scale = np.float32, np.float32(scale)
   out = []
-  for x1, y1, x2, y2 in np.asarray(boxes, np.float64):
-    sx, sy, ex, ey = rnd(x1 * scale), rnd(y1 * scale), rnd(x2 * scale), rnd(y2 * scale)
-    nh, nw = max(ey - sy + 1, 1), max(ex - sx + 1, 1)  # cells; bins in exact arithmetic
+  for x1, y1, x2, y2 in np.asarray(boxes, np.float32):
+    sx, sy, ex, ey = (_c_round(f32(v) * scale) for v in (x1, y1, x2, y2))
+    nh, nw = max(ey - sy + 1, 1), max(ex - sx + 1, 1)
+    bh, bw = f32(nh) / f32(rows), f32(nw) / f32(cols)
     grid = []
     for a in range(rows):
       line = []
       for b in range(cols):
-        h0 = min(max(a * nh // rows + sy, 0), height)
-        h1 = min(max(-(-(a + 1) * nh // rows) + sy, 0), height)
-        w0 = min(max(b * nw // cols + sx, 0), width)
-        w1 = min(max(-(-(b + 1) * nw // cols) + sx, 0), width)
+        h0 = min(max(int(np.floor(f32(a) * bh)) + sy, 0), height)
+        h1 = min(max(int(np.ceil(f32(a + 1) * bh)) + sy, 0), height)
+        w0 = min(max(int(np.floor(f32(b) * bw)) + sx, 0), width)
+        w1 = min(max(int(np.ceil(f32(b + 1) * bw)) + sx, 0), width)
         line.append(jnp.zeros(features.shape[-1]) if h1 <= h0 or w1 <= w0 else
                     jnp.max(features[h0:h1, w0:w1].reshape(-1, features.shape[-1]), 0))
       grid.append(jnp.stack(line))
@@ -157,8 +165,11 @@ def test_degenerate_and_empty_rois():
   a = roi_align(features, point, 3, spatial_scale=0.25)
   # zero size: every sample is the one point, so every bin is the same vector
   np.testing.assert_allclose(a, jnp.broadcast_to(a[:, :1, :1], a.shape), rtol=1e-6)
-  np.testing.assert_allclose(roi_align(features, inverted, 3, spatial_scale=0.25), a,
-                             rtol=1e-6)
+  for aligned in (True, False):  # aligned keeps the negative size, unaligned takes 1 x 1
+    np.testing.assert_allclose(
+        roi_align(features, inverted, 3, spatial_scale=0.25, aligned=aligned),
+        reference_roi_align(features, inverted, 3, 0.25, 2, aligned), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(roi_align(features, inverted, 3, spatial_scale=0.25), a)
   np.testing.assert_array_equal(
       roi_max_pool(features, inverted, 2, spatial_scale=0.25),
       reference_roi_pool(features, inverted, 2, 0.25))
@@ -179,3 +190,20 @@ def test_bad_arguments_name_the_argument():
     roi_align(features, boxes, 2, sampling_ratio=-1)
   with pytest.raises(ValueError, match=r"^output_size: expected values >= 1"):
     roi_max_pool(features, boxes, 0)
+
+
+def test_roi_max_pool_bins_are_torchvisions_for_every_size():
+  """Every RoI height 1..80 cells into 1..14 bins: torchvision's float32 bin edges,
+  including the 26 (size, bins) pairs below 200 where they differ from exact integer
+  edges (57 rows in 7 bins: the last bin ends at row 58, not 57)."""
+  rng = np.random.default_rng(0)
+  features = jnp.asarray(rng.normal(size=(96, 3, 2)), jnp.float32)
+  heights = np.arange(1, 81, dtype=np.float32)
+  boxes = np.stack([np.zeros(80), np.full(80, 2.0), np.full(80, 2.0), 2 + heights - 1], -1)
+  for bins in range(1, 15):
+    got = roi_max_pool(features, jnp.asarray(boxes, jnp.float32), (bins, 1))
+    np.testing.assert_array_equal(got, reference_roi_pool(features, boxes, (bins, 1), 1.0))
+  # the documented case: rows 2..58 (57 cells) in 7 bins; the last bin reaches row 59
+  one = jnp.zeros((96, 1, 1)).at[59, 0, 0].set(5.0)
+  pooled = roi_max_pool(one, jnp.asarray([[0.0, 2.0, 0.0, 58.0]]), (7, 1))
+  assert float(pooled[0, 6, 0, 0]) == 5.0

@@ -18,14 +18,16 @@ batch of images (RoIs `[N, R, 4]`). Both follow torchvision's definitions
 Documented results rather than errors, as these arrive traced from a network:
 an RoI partly outside the feature map pools only what lies inside (RoIAlign samples
 more than one cell outside count as zero; RoI pooling clips its bins); a bin or an RoI
-entirely outside gives zeros. An inverted box (x2 < x1 or y2 < y1) pools at zero size
-with RoIAlign (every sample at its (x1, y1) corner) and as one cell wide with RoI
-pooling, as torchvision does. An empty RoI set (R = 0) gives `[0, out_h, out_w, C]`.
+entirely outside gives zeros. An inverted box (x2 < x1 or y2 < y1) keeps its negative
+size with RoIAlign `aligned=True` (samples run back from (x1, y1)), is at least one
+cell with `aligned=False`, and is one cell wide with RoI pooling: all as torchvision
+does. An empty RoI set (R = 0) gives `[0, out_h, out_w, C]`.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
+from jax import lax
 
 from cnn_lab.errors import fail
 from cnn_lab.ops._checks import tuple_arg
@@ -78,28 +80,39 @@ def roi_align(features, boxes, output_size, *, spatial_scale: float = 1.0,
   height, width, _ = features.shape
   boxes = jnp.asarray(boxes, features.dtype) * spatial_scale - (0.5 if aligned else 0.0)
   x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
-  floor = 0.0 if aligned else 1.0
-  ay = _align_weights(y1, jnp.maximum(y2 - y1, floor), out_h, sampling_ratio, height)
-  ax = _align_weights(x1, jnp.maximum(x2 - x1, floor), out_w, sampling_ratio, width)
+  h, w = y2 - y1, x2 - x1
+  if not aligned:  # torchvision forces malformed RoIs to 1 x 1 only without alignment
+    h, w = jnp.maximum(h, 1.0), jnp.maximum(w, 1.0)
+  ay = _align_weights(y1, h, out_h, sampling_ratio, height)
+  ax = _align_weights(x1, w, out_w, sampling_ratio, width)
   return jnp.einsum("rah,hwc,rbw->rabc", ay, features, ax)
 
 
 def _round_half_away(x):
-  return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)  # C's round(), as torchvision uses
+  """C's round() (halves away from zero), exactly: `floor(|x| + 0.5)` rounds up values
+  just below a half whose sum with 0.5 rounds to the next integer."""
+  whole = jnp.trunc(x)
+  return whole + jnp.sign(x) * (jnp.abs(x - whole) >= 0.5)
 
 
-def _pool_bins(start, end, bins: int, length: int):
+def _pool_bins(start, end, bins: int, length: int, dtype):
   """Whole-cell bins along one axis -> membership `[R, bins, length]` (bool).
 
-  Bin i of an RoI n cells long spans cells [floor(i n / bins), ceil((i + 1) n / bins)),
-  computed in integers: exact, where float32 (and XLA's division by a reciprocal) can
-  put an edge one cell off.
+  As torchvision's kernel computes them, in the features' floating type: an RoI of
+  n = end - start + 1 cells (at least 1) has bin size n / bins, and bin i spans cells
+  [floor(i * size), ceil((i + 1) * size)) from `start`, clipped to the map. That
+  floating-point rounding puts some last bins one cell past the RoI (n = 57 in 7 bins
+  ends at 58 in float32); we follow it so that pooled features match torchvision's bin
+  for bin. The divisor is an array behind a barrier: XLA turns a division by a
+  broadcast constant into a multiplication by its reciprocal, which moves edges.
   """
   start = start.astype(jnp.int32)
-  n = jnp.maximum(end.astype(jnp.int32) - start + 1, 1)[:, None]
-  index = jnp.arange(bins, dtype=jnp.int32)
-  lo = jnp.clip(index * n // bins + start[:, None], 0, length)
-  hi = jnp.clip(-(-(index + 1) * n // bins) + start[:, None], 0, length)
+  n = jnp.maximum(end.astype(jnp.int32) - start + 1, 1)
+  divisor = lax.optimization_barrier(jnp.full(n.shape, bins, dtype))
+  size = (n.astype(dtype) / divisor)[:, None]
+  index = jnp.arange(bins, dtype=dtype)[None, :]
+  lo = jnp.clip(jnp.floor(index * size).astype(jnp.int32) + start[:, None], 0, length)
+  hi = jnp.clip(jnp.ceil((index + 1) * size).astype(jnp.int32) + start[:, None], 0, length)
   cells = jnp.arange(length, dtype=jnp.int32)
   return (cells >= lo[..., None]) & (cells < hi[..., None])
 
@@ -113,9 +126,13 @@ def roi_max_pool(features, boxes, output_size, *, spatial_scale: float = 1.0):
   """
   out_h, out_w = _check(features, boxes, output_size, spatial_scale)
   height, width, _ = features.shape
-  cells = _round_half_away(jnp.asarray(boxes, jnp.float32) * spatial_scale)
-  rows = _pool_bins(cells[:, 1], cells[:, 3], out_h, height)  # [R, out_h, H]
-  cols = _pool_bins(cells[:, 0], cells[:, 2], out_w, width)  # [R, out_w, W]
+  # torchvision's arithmetic type: the features' (float32 for half precision); its
+  # spatial_scale is a C float, so float32 even for float64 features.
+  dtype = features.dtype if features.dtype in (jnp.float32, jnp.float64) else jnp.float32
+  scale = jnp.asarray(jnp.float32(spatial_scale), dtype)
+  cells = _round_half_away(jnp.asarray(boxes, dtype) * scale)
+  rows = _pool_bins(cells[:, 1], cells[:, 3], out_h, height, dtype)  # [R, out_h, H]
+  cols = _pool_bins(cells[:, 0], cells[:, 2], out_w, width, dtype)  # [R, out_w, W]
   low = jnp.asarray(-jnp.inf, features.dtype)
   by_rows = jnp.max(jnp.where(rows[..., None, None], features, low), axis=2)  # [R, a, W, C]
   pooled = jnp.max(jnp.where(cols[:, None, :, :, None], by_rows[:, :, None], low), axis=3)
