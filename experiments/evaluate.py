@@ -122,7 +122,7 @@ def draw(probs, images, labels, out: str, title: str, show: int) -> dict:
       probs[wrong[:show], predicted[wrong[:show]]], os.path.join(out, "errors.png"),
       title=f"{title}: {len(wrong)} errors of {len(labels)} (truth\u2192prediction, "
             "confidence), most confident first")}
-  matrix = confusion_matrix(labels, predicted, probs.shape[-1])
+  matrix = np.asarray(confusion_matrix(labels, predicted, probs.shape[-1]), np.int64)
   paths["confusion"] = plot_confusion(matrix, os.path.join(out, "confusion.png"),
                                       title=f"{title}: confusion matrix")
   return {"figures": paths, "confusion_matrix": matrix.tolist(),

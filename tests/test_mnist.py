@@ -229,7 +229,7 @@ def test_shifted_views_move_the_image_and_repeat_the_edge():
   with pytest.raises(ValueError, match="crops: expected one of"):
     tta_probabilities(logits, x, 4)
   matrix = confusion_matrix([0, 1, 1, 2], [0, 2, 1, 2], 3)
-  assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]] and matrix.dtype == np.int64
+  assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]] and matrix.dtype == jnp.int32
 
 
 def test_mnist_config_trains_and_evaluate_reports_tta_and_ensemble(mnist_dir, tmp_path):

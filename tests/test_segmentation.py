@@ -11,7 +11,8 @@ import pytest
 from flax import nnx
 
 from cnn_lab.data.pipeline import Preprocess, SegmentationTarget
-from cnn_lab.eval.segmentation import confusion_matrix, per_class_iou, segmentation_metrics
+from cnn_lab.eval.classification import confusion_matrix, sum_batches
+from cnn_lab.eval.segmentation import per_class_iou, segmentation_metrics
 from cnn_lab.losses import dice_loss, pixel_cross_entropy
 from cnn_lab.models import create_model, param_count
 from tests.helpers import ROOT
@@ -63,8 +64,10 @@ def test_metrics_equal_sklearn_over_the_whole_split():
   pred = np.where(rng.uniform(size=truth.shape) < 0.7, truth, rng.integers(0, 4, truth.shape))
   # Two batches, the second padded with a masked-out example, summed as the evaluator does.
   mask = np.array([True, True, False])
-  total = confusion_matrix(jnp.asarray(pred[:1]), jnp.asarray(truth[:1]), 4) + \
-      confusion_matrix(jnp.asarray(pred[1:]), jnp.asarray(truth[1:]), 4, jnp.asarray(mask[1:]))
+  batches = [(truth[:1], pred[:1], None), (truth[1:], pred[1:], mask[1:])]
+  total = sum_batches(lambda _, b: {"confusion": confusion_matrix(b[0], b[1], 4, b[2])},
+                      None, batches)["confusion"]
+  assert total.dtype == np.int64
   metrics = dict(segmentation_metrics(total, ("a", "b", "c", "d")))
   t, p = truth[:2].reshape(-1), pred[:2].reshape(-1)
   np.testing.assert_allclose(per_class_iou(total), jaccard_score(t, p, average=None))
@@ -100,3 +103,16 @@ def test_unet_config_trains_and_segment_draws(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert os.path.exists(tmp_path / "segmentations" / "grid.png")
   assert os.path.exists(tmp_path / "segmentations" / "coffee.png")
+
+
+def test_confusion_counts_are_exact_integers_at_any_size():
+  """float32 counts stop at 2**24 pixels (the old matrix: a 1,000-image 1024x2048 split
+  got a wrong mean IoU); per call int32, over a split int64."""
+  n = 2**24 + 1
+  one_call = confusion_matrix(np.zeros(n, np.int32), np.zeros(n, np.int32), 2)
+  assert one_call.dtype == jnp.int32 and int(one_call[0, 0]) == n
+  big = jnp.full((2, 2), 2**30, jnp.int32)  # five batches of 2**30: 2**32 + 2**30 in all
+  total = sum_batches(lambda _, b: {"confusion": big, "loss": jnp.float32(0.5)}, None,
+                      range(5))
+  assert total["confusion"].dtype == np.int64 and int(total["confusion"][1, 1]) == 5 * 2**30
+  assert total["loss"] == 2.5

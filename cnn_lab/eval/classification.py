@@ -11,13 +11,20 @@ import numpy as np
 from cnn_lab.errors import fail
 
 
-def sum_batches(eval_step: Callable, state, batches: Iterable) -> dict:
-  """Adds the per-batch sums `eval_step(state, batch)` over `batches`; host numpy."""
-  totals = None
-  for batch in batches:
-    sums = eval_step(state, batch)
-    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-  return jax.device_get(totals)
+def _host_total(*values) -> np.ndarray:
+  """The sum of per-batch values, integers in int64 and floats in float64."""
+  first = np.asarray(values[0])
+  kind = np.int64 if np.issubdtype(first.dtype, np.integer) else np.float64
+  return np.sum([np.asarray(v, kind) for v in values], axis=0, dtype=kind)
+
+
+def sum_batches(eval_step: Callable, state, batches: Iterable) -> dict | None:
+  """Adds the per-batch sums `eval_step(state, batch)` over `batches` on the host:
+  integers in int64 and floats in float64, so that counts stay exact over a split of
+  any size (each batch's own sums are int32 / float32 on the device). Every step is
+  dispatched before any result is fetched."""
+  results = [eval_step(state, batch) for batch in batches]
+  return jax.tree.map(_host_total, *jax.device_get(results)) if results else None
 
 
 def evaluate_classification(eval_step: Callable, state, batches: Iterable,
@@ -68,8 +75,19 @@ def tta_probabilities(logits_fn: Callable, images, crops: int = 1):
   return sum(views) / len(views)
 
 
-def confusion_matrix(truth, predicted, num_classes: int):
-  """`[K, K]` int64 counts, row = true class, column = predicted; exact at any size."""
-  truth, predicted = np.asarray(truth, np.int64), np.asarray(predicted, np.int64)
-  return np.bincount(truth * num_classes + predicted,
-                     minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+def confusion_matrix(truth, predicted, num_classes: int, mask=None):
+  """`[K, K]` int32 counts, row = true class, column = predicted; jit-able, the one
+  confusion matrix of classification and segmentation alike.
+
+  truth, predicted: ints of one shape, e.g. `[N]` labels or `[N, H, W]` pixels; mask:
+  optional bool `[N]` (padded examples count nothing). Integer counts are exact up to
+  2**31 - 1 per call (float32 would stop at 2**24); `sum_batches` adds calls in int64.
+  """
+  truth, predicted = jnp.asarray(truth), jnp.asarray(predicted)
+  weight = jnp.ones(truth.shape, jnp.int32)
+  if mask is not None:
+    mask = jnp.asarray(mask, jnp.int32)
+    weight = weight * mask.reshape(mask.shape + (1,) * (truth.ndim - mask.ndim))
+  index = (truth.reshape(-1) * num_classes + predicted.reshape(-1)).astype(jnp.int32)
+  counts = jnp.zeros(num_classes * num_classes, jnp.int32).at[index].add(weight.reshape(-1))
+  return counts.reshape(num_classes, num_classes)

@@ -1,25 +1,12 @@
 """Segmentation metrics from one confusion matrix accumulated over the whole split
-(not per-batch averages): pixel accuracy, per-class IoU, mean IoU."""
+(not per-batch averages): pixel accuracy, per-class IoU, mean IoU. The matrix is
+`eval.classification.confusion_matrix` of the pixels, exact integer counts at any size."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import jax.numpy as jnp
 import numpy as np
-
-
-def confusion_matrix(predictions, labels, num_classes: int, mask=None):
-  """`[K, K]` pixel counts (rows: true class, columns: predicted), jit-able.
-
-  predictions, labels: int `[N, H, W]`; mask: optional bool `[N]` (padded examples).
-  """
-  weight = jnp.ones(labels.shape, jnp.float32)
-  if mask is not None:
-    weight = weight * mask.reshape(mask.shape + (1,) * (labels.ndim - mask.ndim))
-  index = labels.reshape(-1) * num_classes + predictions.reshape(-1)
-  counts = jnp.zeros(num_classes * num_classes, jnp.float32).at[index].add(weight.reshape(-1))
-  return counts.reshape(num_classes, num_classes)
 
 
 def per_class_iou(confusion: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from cnn_lab.data.augment import random_flips
 from cnn_lab.data.pipeline import SegmentationTarget
 from cnn_lab.errors import fail
-from cnn_lab.eval.classification import sum_batches
-from cnn_lab.eval.segmentation import confusion_matrix, segmentation_metrics
+from cnn_lab.eval.classification import confusion_matrix, sum_batches
+from cnn_lab.eval.segmentation import segmentation_metrics
 from cnn_lab.losses import dice_loss, pixel_cross_entropy
 from cnn_lab.train.tasks.base import TaskBase, ratios
 
@@ -79,7 +79,7 @@ class Segmentation(TaskBase):
     labels, mask = batch["segmentation"], batch["mask"]
     pixels = jnp.sum(mask) * labels.shape[1] * labels.shape[2]
     ce = pixel_cross_entropy(logits, labels, mask=mask)
-    return {"confusion": confusion_matrix(jnp.argmax(logits, -1), labels, self.num_classes,
+    return {"confusion": confusion_matrix(labels, jnp.argmax(logits, -1), self.num_classes,
                                           mask),
             "loss": ce * pixels, "pixels": pixels, "count": jnp.sum(mask)}
 
