@@ -97,3 +97,60 @@ def test_bad_filter_names():
     ops.detect_edges(jnp.ones((6, 6)), orientation="diagonal")
   with pytest.raises(ValueError, match="window: expected values >= 1"):
     ops.max_pool(jnp.ones((1, 4, 4, 1)), 0)
+
+
+def _torch_out(n, k, p, s, d, ceil_mode):
+  """PyTorch's pooling_output_shape."""
+  out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+  return out - 1 if ceil_mode and (out - 1) * s >= n + p else out
+
+
+def torch_max_pool2d(x, k, s, p, d, ceil_mode):
+  """PyTorch's CPU max_pool2d loops over `x: [H, W]` (float64)."""
+  oh, ow = (_torch_out(n, k, p, s, d, ceil_mode) for n in x.shape)
+  out = np.zeros((oh, ow))
+  for i in range(oh):
+    for j in range(ow):
+      rows = [r for r in range(i * s - p, i * s - p + (k - 1) * d + 1, d) if 0 <= r < x.shape[0]]
+      cols = [c for c in range(j * s - p, j * s - p + (k - 1) * d + 1, d) if 0 <= c < x.shape[1]]
+      out[i, j] = x[np.ix_(rows, cols)].max()
+  return out
+
+
+def torch_avg_pool2d(x, k, s, p, ceil_mode, count_include_pad):
+  """PyTorch's CPU avg_pool2d loops over `x: [H, W]` (float64)."""
+  (h, w), (oh, ow) = x.shape, (_torch_out(n, k, p, s, 1, ceil_mode) for n in x.shape)
+  out = np.zeros((oh, ow))
+  for i in range(oh):
+    for j in range(ow):
+      h0, w0 = i * s - p, j * s - p
+      h1, w1 = min(h0 + k, h + p), min(w0 + k, w + p)
+      size = (h1 - h0) * (w1 - w0)
+      h0, w0, h1, w1 = max(h0, 0), max(w0, 0), min(h1, h), min(w1, w)
+      cells = x[h0:h1, w0:w1]
+      out[i, j] = cells.sum() / (size if count_include_pad else cells.size)
+  return out
+
+
+@settings(max_examples=30)
+@given(n=st.integers(3, 9), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2),
+       d=st.integers(1, 3), ceil_mode=st.booleans(), include_pad=st.booleans(),
+       seed=st.integers(0, 99))
+def test_pool_options_equal_pytorchs_definitions(n, k, s, p, d, ceil_mode, include_pad, seed):
+  """max_pool's dilation and ceil_mode, avg_pool's ceil_mode and count_include_pad, both
+  impls, against PyTorch's kernels written out; the two impls' gradients agree."""
+  if p > k // 2 or (k - 1) * d + 1 > n + 2 * p:  # PyTorch refuses these
+    return
+  x = np.random.default_rng(seed).normal(size=(n, n + 1))
+  xj = jnp.asarray(x[None, :, :, None], jnp.float32)
+  cases = [(lambda x, impl: ops.max_pool(x, k, s, p, dilation=d, ceil_mode=ceil_mode,
+                                         impl=impl), torch_max_pool2d(x, k, s, p, d, ceil_mode))]
+  cases.append((lambda x, impl: ops.avg_pool(x, k, s, p, ceil_mode=ceil_mode,
+                                             count_include_pad=include_pad, impl=impl),
+                torch_avg_pool2d(x, k, s, p, ceil_mode, include_pad)))
+  for pool, expected in cases:
+    grads = []
+    for impl in ("xla", "scratch"):
+      np.testing.assert_allclose(pool(xj, impl)[0, :, :, 0], expected, rtol=1e-5, atol=1e-6)
+      grads.append(jax.grad(lambda x: jnp.sum(jnp.sin(pool(x, impl))))(xj))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
