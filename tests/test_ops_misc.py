@@ -70,10 +70,18 @@ def test_local_response_norm_matches_paper_formula():
   for c in range(7):
     lo, hi = max(0, c - n // 2), min(6, c + n // 2)
     ref[..., c] = x[..., c] / (k + alpha * np.sum(x[..., lo:hi + 1] ** 2, -1)) ** beta
-  np.testing.assert_allclose(ops.local_response_norm(x), ref, rtol=1e-6)
   big = 100 * x  # the un-divided sum matters with large activations
   ref_big = big[..., 3] / (k + alpha * np.sum(big[..., 1:6] ** 2, -1)) ** beta
-  np.testing.assert_allclose(ops.local_response_norm(big)[..., 3], ref_big, rtol=1e-5)
+  grads = []
+  for impl in ("xla", "scratch"):
+    np.testing.assert_allclose(ops.local_response_norm(x, impl=impl), ref, rtol=1e-6)
+    np.testing.assert_allclose(ops.local_response_norm(big, impl=impl)[..., 3], ref_big,
+                               rtol=1e-5)
+    grads.append(jax.grad(lambda v: jnp.sum(jnp.sin(ops.local_response_norm(
+        v, 1, 1.0, 0.1, 0.6, impl=impl))))(jnp.asarray(big / 50)))
+  np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="impl: expected one of"):
+    ops.local_response_norm(x, impl="cuda")
 
 
 def test_vertical_edge_detector_course_example():

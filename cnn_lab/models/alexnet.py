@@ -35,7 +35,7 @@ class AlexNet(nnx.Module):
     self.convs = nnx.List([nn.Conv(chans[i], chans[i + 1], kernels[i], stride=strides[i],
                                    padding=pads[i], groups=groups[i], **conv)
                            for i in range(5)])
-    self.lrn = nn.LRN(2, 2.0, 1e-4, 0.75) if original else None
+    self.lrn = nn.LRN(2, 2.0, 1e-4, 0.75, impl=impl) if original else None
     self.pool = nn.MaxPool(3, 2, impl=impl)
     self.original = original
     if original:

@@ -180,11 +180,13 @@ class LRN(nnx.Module):
   """Local response normalisation over channels (AlexNet: r=2, k=2, alpha=1e-4, beta=0.75)."""
 
   def __init__(self, depth_radius: int = 2, bias: float = 2.0, alpha: float = 1e-4,
-               beta: float = 0.75):
+               beta: float = 0.75, *, impl: str = "xla"):
     self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
+    self.impl = impl
 
   def __call__(self, x):
-    y = ops.local_response_norm(x, self.depth_radius, self.bias, self.alpha, self.beta)
+    y = ops.local_response_norm(x, self.depth_radius, self.bias, self.alpha, self.beta,
+                                impl=self.impl)
     record(self, "lrn", y.shape)
     return y
 
