@@ -198,3 +198,39 @@ def test_ops_compose_with_jit_vmap_grad():
 def test_bad_input_names_argument_expected_and_received(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def torch_conv_transpose2d(x, w, s, p, op, d, groups):
+  """PyTorch's ConvTranspose2d by its definition, with loops: input pixel i of group g
+  times the group's kernel tap k lands at i * s + k * d - p; outputs group-major.
+  x `[H, W, C_in]`, w `[f, f, C_in, C_out / groups]` (ours) -> `[H', W', C_out]`."""
+  h, wd, c_in = x.shape
+  f, per_out = w.shape[0], w.shape[-1]
+  per_in = c_in // groups
+  size = lambda n: (n - 1) * s - 2 * p + d * (f - 1) + op + 1
+  y = np.zeros((size(h), size(wd), groups * per_out))
+  for i, j, ki, kj, c in itertools.product(range(h), range(wd), range(f), range(f), range(c_in)):
+    r, q = i * s + ki * d - p, j * s + kj * d - p
+    if 0 <= r < y.shape[0] and 0 <= q < y.shape[1]:
+      g = c // per_in
+      y[r, q, g * per_out:(g + 1) * per_out] += x[i, j, c] * w[ki, kj, c]
+  return y
+
+
+@settings(max_examples=20)
+@given(f=st.integers(1, 3), s=st.integers(1, 3), p=st.integers(0, 2), d=st.integers(1, 3),
+       groups=st.sampled_from([1, 2, 4]), seed=st.integers(0, 500))
+def test_conv_transpose_groups_and_dilation_are_pytorchs(f, s, p, d, groups, seed):
+  """Both impls equal PyTorch's definition (values) and each other (gradients)."""
+  op = min(s - 1, 1) if s > 1 and d == 1 else 0  # PyTorch: output_padding < s or d
+  x = np.asarray(rand(seed, (3, 4, 4)), np.float64)
+  w = np.asarray(rand(seed + 1, (f, f, 4, 2)), np.float64)
+  if (3 - 1) * s - 2 * p + d * (f - 1) + op + 1 < 1:
+    return
+  expected = torch_conv_transpose2d(x, w, s, p, op, d, groups)
+  kw = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=groups)
+  xj, wj = jnp.asarray(x[None], jnp.float32), jnp.asarray(w, jnp.float32)
+  results = [values_and_grads(ops.conv_transpose, impl, xj, wj, **kw) for impl in ops.IMPLS]
+  np.testing.assert_allclose(results[0][0][0], expected, **TOL)
+  for a, e in zip(results[1], results[0]):
+    np.testing.assert_allclose(a, e, **TOL)

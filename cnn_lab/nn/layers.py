@@ -106,25 +106,31 @@ class DepthwiseConv(_KernelLayer):
 class ConvTranspose(_KernelLayer):
   """Transpose convolution, kernel `[*K, in_features, out_features]` (scatter layout).
 
-  padding "SAME" gives n*s, "VALID" n*s + max(f - s, 0); ints are PyTorch's.
+  padding "SAME" gives n*s, "VALID" n*s + max(f - s, 0); ints are PyTorch's, as are
+  `dilation` and `groups` (kernel `[*K, in_features, out_features / groups]`).
   """
 
   def __init__(self, in_features: int, out_features: int,
                kernel_size: int | Sequence[int], *, stride=1, padding="SAME",
-               output_padding=0, use_bias: bool = True, impl: str = "xla",
-               kernel_init=default_kernel_init, bias_init=zeros, dtype=None,
-               param_dtype=jnp.float32, rngs: nnx.Rngs):
+               output_padding=0, dilation=1, groups: int = 1, use_bias: bool = True,
+               impl: str = "xla", kernel_init=default_kernel_init, bias_init=zeros,
+               dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
     if isinstance(kernel_size, int):
       kernel_size = (kernel_size, kernel_size)
-    self._init_params(in_features, (*kernel_size, in_features, out_features), out_features,
-                      use_bias, kernel_init, bias_init, dtype, param_dtype, rngs)
+    if in_features % groups or out_features % groups:
+      raise fail("groups", f"a divisor of in_features {in_features} and out_features "
+                 f"{out_features}", groups)
+    self._init_params(in_features, (*kernel_size, in_features, out_features // groups),
+                      out_features, use_bias, kernel_init, bias_init, dtype, param_dtype,
+                      rngs)
     self.stride, self.padding, self.output_padding = stride, padding, output_padding
-    self.impl = impl
+    self.dilation, self.groups, self.impl = dilation, groups, impl
 
   def __call__(self, x):
     x, w, b = self._operands(x)
     y = ops.conv_transpose(x, w, b, stride=self.stride, padding=self.padding,
-                           output_padding=self.output_padding, impl=self.impl)
+                           output_padding=self.output_padding, dilation=self.dilation,
+                           groups=self.groups, impl=self.impl)
     record(self, "conv_transpose", y.shape, math.prod(x.shape) * math.prod(w.shape[:-2]) *
            w.shape[-1])
     return y

@@ -1,8 +1,8 @@
 """Pure jax.numpy/lax ops; NHWC activations, HWIO kernels; `impl="xla"|"scratch"`."""
 
 from cnn_lab.ops import boxes, roi
-from cnn_lab.ops.conv import (IMPLS, conv, conv_transpose, depthwise_conv,
-                              separable_conv, transpose_output_size)
+from cnn_lab.ops.conv import IMPLS, conv, depthwise_conv, separable_conv
+from cnn_lab.ops.transpose import conv_transpose, transpose_output_size
 from cnn_lab.ops.filters import FILTERS, detect_edges, edge_filter
 from cnn_lab.ops.normalization import local_response_norm
 from cnn_lab.ops.padding import output_size, resolve_padding, zero_pad
