@@ -153,31 +153,33 @@ class Dense(_KernelLayer):
 
 
 class MaxPool(nnx.Module):
-  """Max pooling; `stride` defaults to `window`."""
+  """Max pooling; `stride` defaults to `window`; `dilation` and `ceil_mode` as PyTorch's."""
 
-  def __init__(self, window, stride=None, padding="VALID", *, ceil_mode: bool = False,
-               impl: str = "xla"):
+  def __init__(self, window, stride=None, padding="VALID", *, dilation=1,
+               ceil_mode: bool = False, impl: str = "xla"):
     self.window, self.stride, self.padding, self.impl = window, stride, padding, impl
-    self.ceil_mode = ceil_mode
+    self.dilation, self.ceil_mode = dilation, ceil_mode
 
   def __call__(self, x):
-    y = ops.max_pool(x, self.window, self.stride, self.padding, ceil_mode=self.ceil_mode,
-                     impl=self.impl)
+    y = ops.max_pool(x, self.window, self.stride, self.padding, dilation=self.dilation,
+                     ceil_mode=self.ceil_mode, impl=self.impl)
     record(self, "max_pool", y.shape)
     return y
 
 
 class AvgPool(nnx.Module):
-  """Average pooling; `stride` defaults to `window`."""
+  """Average pooling; `stride` defaults to `window`; `count_include_pad` and `ceil_mode`
+  as PyTorch's (which counts padding by default; we do not, as TensorFlow)."""
 
   def __init__(self, window, stride=None, padding="VALID", *, count_include_pad=False,
-               impl: str = "xla"):
+               ceil_mode: bool = False, impl: str = "xla"):
     self.window, self.stride, self.padding, self.impl = window, stride, padding, impl
-    self.count_include_pad = count_include_pad
+    self.count_include_pad, self.ceil_mode = count_include_pad, ceil_mode
 
   def __call__(self, x):
     y = ops.avg_pool(x, self.window, self.stride, self.padding,
-                     count_include_pad=self.count_include_pad, impl=self.impl)
+                     count_include_pad=self.count_include_pad, ceil_mode=self.ceil_mode,
+                     impl=self.impl)
     record(self, "avg_pool", y.shape)
     return y
 
