@@ -18,6 +18,7 @@ TORCHVISION_PARAMS = {  # 1000 classes at 224x224 (EfficientNet at its own resol
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "resnet101": 44_549_160, "resnet152": 60_192_808, "googlenet": 6_624_904,
     "googlenet_aux": 13_004_888, "mobilenet_v2": 3_504_872,
+    "mobilenet_v3_large": 5_483_032, "mobilenet_v3_small": 2_542_856,
     "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184,
     "efficientnet_b2": 9_109_994, "efficientnet_b3": 12_233_232,
     "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
@@ -43,7 +44,9 @@ def test_other_reference_counts(key):
 
 @pytest.mark.parametrize("name,gmacs", [("alexnet", 0.714), ("vgg16", 15.47),
                                         ("resnet18", 1.814), ("resnet50", 4.089),
-                                        ("mobilenet_v2", 0.30), ("efficientnet_b0", 0.39)])
+                                        ("mobilenet_v2", 0.30), ("efficientnet_b0", 0.39),
+                                        ("mobilenet_v3_large", 0.22),
+                                        ("mobilenet_v3_small", 0.06)])
 def test_macs_match_torchvision(name, gmacs):
   summary = summarize(name)
   assert round(summary["macs"] / 1e9, len(str(gmacs).split(".")[1])) == gmacs
@@ -158,3 +161,12 @@ def test_efficientnet_batchnorm_epsilon_is_torchvisions(name, epsilon):
   model = create_model(name, abstract=True, rngs=nnx.Rngs(0))
   norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, BatchNorm)]
   assert norms and {m.epsilon for m in norms} == {epsilon}
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
+def test_mobilenet_v3_runs_at_its_minimum_input_with_hard_swish(name):
+  model = create_model(name, num_classes=5, input_size=32, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  assert model(x).shape == (2, 5) and bool(jnp.all(jnp.isfinite(model(x))))
+  ses = [m for _, m in nnx.iter_graph(model) if isinstance(m, nn.SqueezeExcite)]
+  assert ses and all(m.gate is jax.nn.hard_sigmoid for m in ses)

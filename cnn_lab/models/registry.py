@@ -8,11 +8,12 @@ from flax import nnx
 
 from cnn_lab.errors import fail
 from cnn_lab.models import (alexnet, detection, efficientnet, embedding, googlenet, lenet,
-                            mobilenet, resnet, transfer, unet, vgg)
+                            mobilenet, mobilenet_v3, resnet, transfer, unet, vgg)
 
 # One line a family: its file's PRESETS (name -> constructor).
 _REGISTRY = {**lenet.PRESETS, **alexnet.PRESETS, **vgg.PRESETS, **resnet.PRESETS,
-             **googlenet.PRESETS, **mobilenet.PRESETS, **efficientnet.PRESETS,
+             **googlenet.PRESETS, **mobilenet.PRESETS, **mobilenet_v3.PRESETS,
+             **efficientnet.PRESETS,
              **detection.PRESETS, **unet.PRESETS, **transfer.PRESETS}
 
 

@@ -38,17 +38,18 @@ class ConvBNAct(nnx.Module):
 
 
 class SqueezeExcite(nnx.Module):
-  """Channel attention: global average -> 1x1 conv (reduce) -> act -> 1x1 conv -> sigmoid gate."""
+  """Channel attention: global average -> 1x1 conv (reduce) -> act -> 1x1 conv -> gate
+  (EfficientNet: swish and sigmoid; MobileNetV3: relu and hardsigmoid)."""
 
-  def __init__(self, features: int, squeeze: int, *, act: str = "swish", dtype=None,
-               rngs: nnx.Rngs):
+  def __init__(self, features: int, squeeze: int, *, act: str = "swish",
+               gate: str = "sigmoid", dtype=None, rngs: nnx.Rngs):
     self.reduce = Conv(features, squeeze, 1, dtype=dtype, rngs=rngs)
     self.expand = Conv(squeeze, features, 1, dtype=dtype, rngs=rngs)
-    self.act = activation(act)
+    self.act, self.gate = activation(act), activation(gate)
 
   def __call__(self, x):
     s = ops.global_avg_pool(x, keepdims=True)
-    return x * jax.nn.sigmoid(self.expand(self.act(self.reduce(s))))
+    return x * self.gate(self.expand(self.act(self.reduce(s))))
 
 
 class StochasticDepth(nnx.Module):

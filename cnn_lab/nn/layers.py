@@ -234,7 +234,10 @@ def flatten(x):
 
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
-               "relu6": jax.nn.relu6, "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.1), "swish": jax.nn.swish, "gelu": jax.nn.gelu,
+               "relu6": jax.nn.relu6, "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.1),
+               "swish": jax.nn.swish, "gelu": jax.nn.gelu,
+               "hardswish": jax.nn.hard_swish,  # x * relu6(x + 3) / 6 (MobileNetV3)
+               "hardsigmoid": jax.nn.hard_sigmoid,  # relu6(x + 3) / 6
                "identity": lambda x: x}
 
 
