@@ -93,7 +93,8 @@ def torchvision_state(model, name):
   return {t: _from_ours(variables[o], k) for t, o, k in CONVERTERS[name]()}
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg19"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg19",
+                                  "mobilenet_v3_large", "mobilenet_v3_small"])
 def test_converter_pairs_cover_every_variable_once(name):
   abstract = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0)))
   ours = {".".join(map(str, p)) for p, n in nnx.iter_graph(abstract)
@@ -103,7 +104,7 @@ def test_converter_pairs_cover_every_variable_once(name):
   assert len({t for t, _, _ in pairs}) == len(pairs)
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18", "mobilenet_v3_small"])
 def test_converter_round_trip_gives_the_same_function(name):
   source = create_model(name, rngs=nnx.Rngs(1), num_classes=10, input_size=64)
   target = create_model(name, rngs=nnx.Rngs(2), num_classes=10, input_size=64)

@@ -2,7 +2,7 @@
 
 Layouts: torch conv kernels are OIHW (depthwise: C,1,H,W), ours HWIO; torch dense
 weights are [out, in], ours [in, out]; BatchNorm weight/bias/running_mean/running_var
-are our scale/bias/mean/var (epsilon 1e-5 in both). VGG's first FC sees the
+are our scale/bias/mean/var (epsilon as each torchvision family has it). VGG's first FC sees the
 flattened 7x7x512 map in (c, h, w) order in torch and (h, w, c) here, so its rows are
 permuted. `num_batches_tracked` is ignored.
 """
@@ -15,6 +15,7 @@ from flax import nnx
 
 from cnn_lab.errors import InputError, fail
 from cnn_lab.models.mobilenet import V2_SETTINGS
+from cnn_lab.models.mobilenet_v3 import LARGE, SMALL
 from cnn_lab.models.vgg import CONFIGS
 
 BN = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var"))
@@ -64,6 +65,32 @@ def mobilenet_v2_pairs():
   return pairs + _dense("classifier.1", "fc")
 
 
+def mobilenet_v3_pairs(name: str):
+  """torchvision's mobilenet_v3_large / _small: `features.0` the stem, `features.{i}.block`
+  each block's Conv2dNormActivation layers in order (expand if wider, depthwise,
+  SqueezeExcitation's fc1/fc2 if any, project), then the last conv; `classifier.0` and
+  `classifier.3` the two linear layers."""
+  blocks = LARGE if name.endswith("large") else SMALL
+  pairs = _conv_bn("features.0.0", "features.0.1", "stem")
+  c = 16
+  for i, (_, expanded, out, se, _, _) in enumerate(blocks):
+    p, ours, k = f"features.{i + 1}.block", f"blocks.{i}", 0
+    if expanded != c:
+      pairs += _conv_bn(f"{p}.0.0", f"{p}.0.1", f"{ours}.expand")
+      k = 1
+    pairs += _conv_bn(f"{p}.{k}.0", f"{p}.{k}.1", f"{ours}.depthwise")
+    if se:
+      k += 1
+      for torch_fc, our_fc in (("fc1", "reduce"), ("fc2", "expand")):
+        pairs += _conv(f"{p}.{k}.{torch_fc}", f"{ours}.se.{our_fc}") + \
+            [(f"{p}.{k}.{torch_fc}.bias", f"{ours}.se.{our_fc}.bias", "copy")]
+    pairs += _conv_bn(f"{p}.{k + 1}.0", f"{p}.{k + 1}.1", f"{ours}.project")
+    c = out
+  last = len(blocks) + 1
+  pairs += _conv_bn(f"features.{last}.0", f"features.{last}.1", "head")
+  return pairs + _dense("classifier.0", "hidden") + _dense("classifier.3", "fc")
+
+
 def resnet_pairs(name: str):
   """torchvision's resnet18/34/50/101/152 (stride on the 3x3 conv, "v1.5")."""
   block, stages = RESNET_STAGES[name]
@@ -96,6 +123,8 @@ def vgg_pairs(name: str):
 
 
 CONVERTERS = {"mobilenet_v2": mobilenet_v2_pairs,
+              **{n: (lambda n=n: mobilenet_v3_pairs(n)) for n in ("mobilenet_v3_large",
+                                                               "mobilenet_v3_small")},
               **{n: (lambda n=n: resnet_pairs(n)) for n in RESNET_STAGES},
               **{n: (lambda n=n: vgg_pairs(n)) for n in VGG_NAMES}}
 
@@ -112,7 +141,8 @@ def _to_ours(array: np.ndarray, kind: str, target_shape) -> np.ndarray:
   return array
 
 
-CLASSIFIERS = ("fc", "fc6", "fc7", "fc8")  # our names of the ImageNet classifier layers
+# our names of the ImageNet classifier layers
+CLASSIFIERS = ("fc", "fc6", "fc7", "fc8", "hidden")
 
 
 def load_torchvision(model: nnx.Module, name: str, state_dict: dict, *,
