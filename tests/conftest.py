@@ -41,7 +41,7 @@ def _peak_gib(who: int) -> float:
 _RAISES: list[tuple[float, str]] = []  # (GiB the test raised the peak by, test id)
 
 
-RELEASE_ABOVE_GIB = 1.0  # resident memory past which a test's leftovers are given back
+RELEASE_AFTER_GIB = 0.25  # what a test may add to resident memory before it is given back
 
 
 def _resident_gib() -> float:
@@ -55,8 +55,9 @@ def _resident_gib() -> float:
 def _release_memory() -> None:
   """What tests compiled and allocated, given back: JAX's compiled functions, garbage,
   and the free pages glibc keeps (without this the peaks of successive tests stack
-  up). Done at the end of each module, and after a test that leaves the worker above
-  `RELEASE_ABOVE_GIB` (always clearing would recompile what light tests share)."""
+  up). Done at the end of each module, and after a test that grew the worker by more
+  than `RELEASE_AFTER_GIB` (clearing after every test would recompile what light tests
+  share: the suite took 863 s that way, 778 s releasing above 1 GiB resident)."""
   import ctypes
   import gc
 
@@ -71,10 +72,10 @@ def _release_memory() -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-  before = _peak_gib(resource.RUSAGE_SELF)
+  before, resident = _peak_gib(resource.RUSAGE_SELF), _resident_gib()
   yield
   if nextitem is None or nextitem.module is not item.module or \
-      _resident_gib() > RELEASE_ABOVE_GIB:
+      _resident_gib() - resident > RELEASE_AFTER_GIB:
     _release_memory()
   raised = _peak_gib(resource.RUSAGE_SELF) - before
   if raised > 0.05:

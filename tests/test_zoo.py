@@ -153,8 +153,7 @@ def test_every_preset_matches_the_documented_zoo_table():
       assert param_count(name, num_classes=classes) == params, name
 
 
-@pytest.mark.parametrize("name, epsilon", [("efficientnet_b0", 1e-5), ("efficientnet_b4", 1e-5),
-                                           ("efficientnet_b5", 1e-3), ("efficientnet_b7", 1e-3)])
+@pytest.mark.parametrize("name, epsilon", [("efficientnet_b0", 1e-5), ("efficientnet_b5", 1e-3)])
 def test_efficientnet_batchnorm_epsilon_is_torchvisions(name, epsilon):
   """torchvision's B0-B4 use BatchNorm's default 1e-5, B5-B7 1e-3: its weights need them."""
   from cnn_lab.nn.layers import BatchNorm
@@ -163,10 +162,12 @@ def test_efficientnet_batchnorm_epsilon_is_torchvisions(name, epsilon):
   assert norms and {m.epsilon for m in norms} == {epsilon}
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
-def test_mobilenet_v3_runs_at_its_minimum_input_with_hard_swish(name):
-  model = create_model(name, num_classes=5, input_size=32, rngs=nnx.Rngs(0))
-  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
-  assert model(x).shape == (2, 5) and bool(jnp.all(jnp.isfinite(model(x))))
-  ses = [m for _, m in nnx.iter_graph(model) if isinstance(m, nn.SqueezeExcite)]
-  assert ses and all(m.gate is jax.nn.hard_sigmoid for m in ses)
+def test_mobilenet_v3_builds_at_its_minimum_input_with_hard_sigmoid_gates():
+  """Shapes only (the converter's round trip runs MobileNetV3 Small for real)."""
+  for name in ("mobilenet_v3_large", "mobilenet_v3_small"):
+    model = create_model(name, num_classes=5, input_size=32, abstract=True,
+                         rngs=nnx.Rngs(0))
+    out = nnx.eval_shape(lambda m: m(jnp.zeros((2, 32, 32, 3))), model)
+    assert out.shape == (2, 5)
+    ses = [m for _, m in nnx.iter_graph(model) if isinstance(m, nn.SqueezeExcite)]
+    assert ses and all(m.gate is jax.nn.hard_sigmoid for m in ses)
