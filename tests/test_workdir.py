@@ -118,6 +118,16 @@ def test_a_new_learning_rate_or_length_resumes_only_when_asked(run20, tmp_path, 
   assert json.loads(read(os.path.join(workdir, "config.json")))["num_train_steps"] == 30
 
 
+def test_a_damaged_config_json_is_refused_in_one_line(run20, tmp_path):
+  workdir = copy_of(run20, tmp_path)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write('{"model": {"na')
+  before = snapshot(workdir)
+  with pytest.raises(RunStoppedError, match="config.json cannot be read .*--start_over"):
+    train_and_evaluate(small_config(num_train_steps=20), workdir)
+  assert snapshot(workdir) == before
+
+
 def test_read_only_tools_never_change_a_workdir(run20, tmp_path, caplog):
   workdir = copy_of(run20, tmp_path)
   garble_states(workdir, [20])

@@ -159,7 +159,14 @@ def check_relaunch(config: ml_collections.ConfigDict, workdir: str,
   saved_path = paths.join(workdir, "config.json")
   if not (holds_checkpoint(workdir) and paths.exists(saved_path)):
     return
-  changes = config_changes(json.loads(paths.read_text(saved_path)), config)
+  try:
+    saved = json.loads(paths.read_text(saved_path))
+  except (ValueError, OSError) as e:  # cut short or garbled: the run it describes is unknown
+    raise RunStoppedError(
+        f"{saved_path} cannot be read ({type(e).__name__}: {e}), so whether this config may "
+        "resume the run is unknown. Put back the run's config.json, or relaunch with "
+        "--start_over to set the previous run aside.") from None
+  changes = config_changes(saved, config)
   by_kind = {kind: {k: v for k, v in changes.items() if _kind(k) == kind}
              for kind in ("fixed", "adjustable", "free")}
   if by_kind["fixed"]:
