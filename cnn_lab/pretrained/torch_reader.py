@@ -215,8 +215,8 @@ def _read_legacy(data: memoryview, hooks: _TorchHooks, budget: Budget):
   return obj
 
 
-def _member(archive: zipfile.ZipFile, name: str, size: int | None, limit: int) -> bytes:
-  """A stored (uncompressed, as torch writes) member of `size` bytes, at most `limit`."""
+def _member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+  """A stored (uncompressed, as torch writes) member of at most `limit` bytes."""
   try:
     info = archive.getinfo(name)
   except KeyError:
@@ -224,9 +224,8 @@ def _member(archive: zipfile.ZipFile, name: str, size: int | None, limit: int) -
   if info.compress_type != zipfile.ZIP_STORED:
     raise Refused(f"{name} is compressed; torch stores members as they are, and a "
                   "compressed one could be a zip bomb")
-  if (size is not None and info.file_size != size) or info.file_size > limit:
-    raise Refused(f"{name} holds {info.file_size} bytes, expected "
-                  f"{size if size is not None else f'at most {limit}'}")
+  if info.file_size > limit:
+    raise Refused(f"{name} holds {info.file_size} bytes, expected at most {limit}")
   return archive.read(info)
 
 
@@ -236,15 +235,16 @@ def _read_zip(path: str, hooks: _TorchHooks, budget: Budget):
     if len(pickles) != 1:
       raise Refused(f"{len(pickles)} data.pkl in the zip, expected one")
     root = pickles[0][:-len("data.pkl")]
-    data = _member(archive, pickles[0], None, hooks.limits.pickle_bytes)
+    data = _member(archive, pickles[0], hooks.limits.pickle_bytes)
     obj, _ = load(memoryview(data), 0, hooks, budget)
     for key, storage in hooks.storages.items():
-      nbytes, name = storage.numel * storage.dtype.itemsize, f"{root}data/{key}"
-      if name in archive.NameToInfo and archive.getinfo(name).file_size != nbytes:
+      name = f"{root}data/{key}"
+      info = archive.NameToInfo.get(name)
+      if info is not None and info.file_size != storage.numel * storage.dtype.itemsize:
         raise Refused(f"storage {key} declares {storage.numel} elements, its data "
-                      f"{archive.getinfo(name).file_size} bytes")
-      raw = _member(archive, name, nbytes, hooks.limits.file_bytes)
-      storage.array = np.frombuffer(raw, storage.dtype)
+                      f"{info.file_size} bytes")
+      storage.array = np.frombuffer(_member(archive, name, hooks.limits.file_bytes),
+                                    storage.dtype)
   return obj
 
 
