@@ -22,7 +22,8 @@ from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
 
 
 def _prepare(x, window, stride, padding, impl, ceil_mode: bool = False, dilation=1):
-  """-> (window, strides, padding pairs (ceil_mode's extra rows included), dilation)."""
+  """-> (window, strides, padding pairs (ceil_mode's extra rows included), dilation,
+  the declared padding pairs)."""
   if impl not in IMPLS:
     raise fail("impl", f"one of {IMPLS}", impl)
   if x.ndim not in (3, 4, 5):
@@ -32,12 +33,12 @@ def _prepare(x, window, stride, padding, impl, ceil_mode: bool = False, dilation
   strides = window if stride is None else tuple_arg(stride, ndim, "stride")
   dilation = tuple_arg(dilation, ndim, "dilation")
   spans = tuple((f - 1) * d + 1 for f, d in zip(window, dilation))
-  pairs = resolve_padding(padding, x.shape[1:-1], spans, strides)
+  declared = pairs = resolve_padding(padding, x.shape[1:-1], spans, strides)
   if ceil_mode:  # the last window may hang past the input (PyTorch's rule)
     pairs = tuple(_ceil_pad(n, f, s, p) for n, f, s, p in zip(x.shape[1:-1], spans, strides,
-                                                               pairs))
+                                                               declared))
   check_window_fits(x.shape[1:-1], pairs, window, dilation, argument="window")
-  return window, strides, pairs, dilation
+  return window, strides, pairs, dilation, declared
 
 
 def _ceil_pad(n: int, f: int, s: int, pair: tuple[int, int]) -> tuple[int, int]:
@@ -88,8 +89,8 @@ def max_pool(x, window: int | Sequence[int], stride: int | Sequence[int] | None 
   with `impl="scratch"`, tied maxima share it equally; other windows with
   `impl="xla"` give it to one of them (`lax.reduce_window`'s rule).
   """
-  window, strides, pairs, dilation = _prepare(x, window, stride, padding, impl, ceil_mode,
-                                              dilation)
+  window, strides, pairs, dilation, _ = _prepare(x, window, stride, padding, impl,
+                                                 ceil_mode, dilation)
   return _reduce(x, np.array(-np.inf, x.dtype), lax.max, window, strides, pairs, impl,
                  jnp.max, dilation)
 
@@ -103,8 +104,8 @@ def avg_pool(x, window: int | Sequence[int], stride: int | Sequence[int] | None 
   inside the input and its declared padding (not the extra rows of `ceil_mode`);
   without, the cells inside the input only.
   """
-  window, strides, declared, _ = _prepare(x, window, stride, padding, impl)
-  pairs = _prepare(x, window, stride, padding, impl, ceil_mode)[2] if ceil_mode else declared
+  window, strides, pairs, _, declared = _prepare(x, window, stride, padding, impl, ceil_mode)
+  check_window_fits(x.shape[1:-1], declared, window, argument="window")  # before ceil rows
   zero = np.array(0, x.dtype)  # numpy: a concrete init lets autodiff see the monoid
   total = _reduce(x, zero, lax.add, window, strides, pairs, impl, jnp.sum)
   if all(p == (0, 0) for p in pairs) or (count_include_pad and pairs == declared):
