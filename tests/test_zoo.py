@@ -153,13 +153,17 @@ def test_every_preset_matches_the_documented_zoo_table():
       assert param_count(name, num_classes=classes) == params, name
 
 
-@pytest.mark.parametrize("name, epsilon", [("efficientnet_b0", 1e-5), ("efficientnet_b5", 1e-3)])
-def test_efficientnet_batchnorm_epsilon_is_torchvisions(name, epsilon):
-  """torchvision's B0-B4 use BatchNorm's default 1e-5, B5-B7 1e-3: its weights need them."""
+@pytest.mark.parametrize("name, epsilon, momentum", [
+    ("efficientnet_b0", 1e-5, 0.9), ("efficientnet_b5", 1e-3, 0.99),
+    ("mobilenet_v3_small", 1e-3, 0.99), ("mobilenet_v2", 1e-5, 0.9)])
+def test_batchnorm_epsilon_and_momentum_are_torchvisions(name, epsilon, momentum):
+  """torchvision's B0-B4 and MobileNetV2 use BatchNorm's defaults (epsilon 1e-5, PyTorch
+  momentum 0.1), B5-B7 and MobileNetV3 epsilon 1e-3 and momentum 0.01: its weights need
+  the epsilons, its recipes the momenta (flax's momentum is 1 - PyTorch's)."""
   from cnn_lab.nn.layers import BatchNorm
   model = create_model(name, abstract=True, rngs=nnx.Rngs(0))
   norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, BatchNorm)]
-  assert norms and {m.epsilon for m in norms} == {epsilon}
+  assert norms and {(m.epsilon, m.momentum) for m in norms} == {(epsilon, momentum)}
 
 
 def test_mobilenet_v3_builds_at_its_minimum_input_with_hard_sigmoid_gates():

@@ -29,9 +29,12 @@ SCALING = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1
            "b6": (1.8, 2.6, 528, 0.5), "b7": (2.0, 3.1, 600, 0.5)}
 
 
-# BatchNorm epsilon as torchvision's weights were trained with: its default 1e-5 for
-# B0-B4, 1e-3 (the TensorFlow original's) for B5-B7.
-BN_EPSILON = {name: 1e-3 if name in ("b5", "b6", "b7") else 1e-5 for name in SCALING}
+# BatchNorm as torchvision builds each: its defaults (epsilon 1e-5, momentum 0.1) for
+# B0-B4, the TensorFlow original's (1e-3, 0.01) for B5-B7. Momentum here is flax's,
+# 1 - PyTorch's.
+ORIGINAL_BN = ("b5", "b6", "b7")
+BN_EPSILON = {name: 1e-3 if name in ORIGINAL_BN else 1e-5 for name in SCALING}
+BN_MOMENTUM = {name: 0.99 if name in ORIGINAL_BN else 0.9 for name in SCALING}
 
 
 def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1,
@@ -69,10 +72,11 @@ class MBConv(nnx.Module):
 class EfficientNet(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, width: float = 1.0, depth: float = 1.0,
                dropout_rate: float = 0.2, stochastic_depth: float = 0.2, in_channels: int = 3,
-               input_size: int = 224, bn_epsilon: float = 1e-5, impl: str = "xla",
-               dtype=None, rngs: nnx.Rngs):
+               input_size: int = 224, bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
+               impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "EfficientNet (five halvings)")
-    kw = dict(bn_epsilon=bn_epsilon, impl=impl, dtype=dtype, rngs=rngs)
+    kw = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, impl=impl, dtype=dtype,
+              rngs=rngs)
     channels = lambda c: nn.make_divisible(c * width)
     stages = [(t, k, s, channels(i), channels(o), int(math.ceil(n * depth)))
               for t, k, s, i, o, n in B0_STAGES]
@@ -103,7 +107,7 @@ def _preset(name):
 
   def build(input_size: int = resolution, **kw):
     return EfficientNet(width=width, depth=depth, dropout_rate=rate, input_size=input_size,
-                        bn_epsilon=BN_EPSILON[name], **kw)
+                        bn_epsilon=BN_EPSILON[name], bn_momentum=BN_MOMENTUM[name], **kw)
   return build
 
 

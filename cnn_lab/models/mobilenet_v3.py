@@ -33,7 +33,8 @@ SMALL = ((3, 16, 16, True, "relu", 2), (3, 72, 24, False, "relu", 2),
          (5, 120, 48, True, "hardswish", 1), (5, 144, 48, True, "hardswish", 1),
          (5, 288, 96, True, "hardswish", 2), (5, 576, 96, True, "hardswish", 1),
          (5, 576, 96, True, "hardswish", 1))
-BN_EPSILON = 1e-3
+# torchvision's BatchNorm2d(eps=0.001, momentum=0.01): flax's momentum is 1 - PyTorch's
+BN_EPSILON, BN_MOMENTUM = 1e-3, 0.99
 
 
 class Bneck(nnx.Module):
@@ -63,7 +64,7 @@ class MobileNetV3(nnx.Module):
                in_channels: int = 3, input_size: int = 224, dropout_rate: float = 0.2,
                impl: str = "xla", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV3 (five halvings)")
-    kw = dict(bn_epsilon=BN_EPSILON, impl=impl, dtype=dtype, rngs=rngs)
+    kw = dict(bn_epsilon=BN_EPSILON, bn_momentum=BN_MOMENTUM, impl=impl, dtype=dtype, rngs=rngs)
     self.stem = nn.ConvBNAct(in_channels, 16, 3, stride=2, act="hardswish", **kw)
     layers, c = [], 16
     for kernel, expanded, out, se, act, stride in blocks:

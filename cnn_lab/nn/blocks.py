@@ -21,16 +21,19 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 class ConvBNAct(nnx.Module):
   """conv (no bias) -> BatchNorm -> activation; `groups=in_features` makes it depthwise.
 
-  `padding` defaults to (k - 1) // 2 on each side (PyTorch's "same" for odd k).
+  `padding` defaults to (k - 1) // 2 on each side (PyTorch's "same" for odd k);
+  `bn_momentum` is flax's (PyTorch's momentum m is 1 - m here: 0.9 is PyTorch's 0.1).
   """
 
   def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
                stride: int = 1, groups: int = 1, padding=None, act: str = "relu",
-               bn_epsilon: float = 1e-5, impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+               bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, impl: str = "xla",
+               dtype=None, rngs: nnx.Rngs):
     padding = (kernel_size - 1) // 2 if padding is None else padding
     self.conv = Conv(in_features, out_features, kernel_size, stride=stride, padding=padding,
                      groups=groups, use_bias=False, impl=impl, dtype=dtype, rngs=rngs)
-    self.bn = BatchNorm(out_features, epsilon=bn_epsilon, dtype=dtype, rngs=rngs)
+    self.bn = BatchNorm(out_features, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype,
+                        rngs=rngs)
     self.act = activation(act)
 
   def __call__(self, x, *, train: bool = False):
