@@ -2,9 +2,15 @@ r"""Top-5 ImageNet classes for images, from torchvision's pretrained weights.
 
   python -m experiments.predict --model=mobilenet_v2 --weights=imagenet chelsea coffee
   python -m experiments.predict --model=resnet50 --weights=/path/resnet50-0676ba61.pth a.jpg
+  python -m experiments.predict --model=resnet50 --weights=/path/resnet50-11ad3fa6.pth \
+      --resize=232 a.jpg     # torchvision's V2 weights were evaluated at Resize(232)
 
 Images are files or scikit-image sample names (chelsea, coffee, astronaut, ...).
-`--weights=imagenet` fetches MobileNetV2's weights once (see cnn_lab.pretrained.weights).
+`--weights=imagenet` fetches MobileNetV2's weights once (see cnn_lab.pretrained.weights);
+any architecture with a torchvision converter takes a torchvision `.pth` file. Images
+are preprocessed as torchvision evaluates that architecture's original weights
+(`cnn_lab.pretrained.imagenet.EVAL_TRANSFORMS`) unless --crop/--resize/--interpolation say
+otherwise.
 """
 
 import jax
@@ -14,11 +20,17 @@ from flax import nnx
 
 from cnn_lab.data.images import load_image
 from cnn_lab.errors import fail
-from cnn_lab.pretrained.imagenet import class_names, preprocess, pretrained_model
+from cnn_lab.pretrained.convert import CONVERTERS
+from cnn_lab.pretrained.imagenet import (class_names, eval_transform, preprocess,
+                                         pretrained_model)
 from cnn_lab.train import launch
 
-flags.DEFINE_string("model", "mobilenet_v2", "mobilenet_v2, resnet18/34/50/101/152, vgg11..19.")
+flags.DEFINE_enum("model", "mobilenet_v2", sorted(CONVERTERS), "The architecture.")
 flags.DEFINE_string("weights", "imagenet", "'imagenet' or a torchvision .pth file.")
+flags.DEFINE_integer("crop", None, "Centre crop size (default: the architecture's).")
+flags.DEFINE_integer("resize", None, "Shorter side before cropping (default: the architecture's).")
+flags.DEFINE_enum("interpolation", None, ["bilinear", "bicubic"],
+                  "Resize filter (default: the architecture's).")
 flags.DEFINE_integer("top", 5, "How many classes to print per image.")
 FLAGS = flags.FLAGS
 
@@ -35,8 +47,11 @@ def main(argv):
   model = pretrained_model(FLAGS.model, FLAGS.weights)
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  crop, resize, interpolation = eval_transform(FLAGS.model)
+  transform = dict(size=FLAGS.crop or crop, resize=FLAGS.resize or resize,
+                   interpolation=FLAGS.interpolation or interpolation)
   for item in argv[1:]:
-    logits = np.asarray(forward(state, preprocess(load_image(item))[None]))[0]
+    logits = np.asarray(forward(state, preprocess(load_image(item), **transform)[None]))[0]
     print(f"{item}:")
     for index, name, p in top_classes(logits, FLAGS.top):
       print(f"  {p:7.2%}  {index:4d}  {name}")

@@ -96,3 +96,16 @@ def checkpoint_bytes(obj, storages, legacy: bool) -> bytes:
 def write_checkpoint(path, obj, storages, legacy: bool) -> None:
   with open(path, "wb") as f:
     f.write(checkpoint_bytes(obj, storages, legacy))
+
+
+def write_state_dict(path, state: dict) -> None:
+  """`state` (name -> numpy array) saved as torch.save(model.state_dict()) would: one
+  float32 storage per tensor, contiguous, in the zip format."""
+  storages, tensors = [], collections.OrderedDict()
+  for i, (name, array) in enumerate(state.items()):
+    array = np.ascontiguousarray(array, np.float32)
+    storage = FakeStorage(str(i), array.reshape(-1))
+    strides = tuple(s // array.itemsize for s in array.strides)
+    tensors[name] = FakeTensor(storage, 0, array.shape, strides)
+    storages.append(storage)
+  write_checkpoint(path, tensors, storages, legacy=False)

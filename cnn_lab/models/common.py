@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from cnn_lab.errors import fail
 
+# The per-channel mean and std of ImageNet's RGB pixels in [0, 1], which torchvision's
+# weights expect inputs normalised with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def check_input_size(input_size: int, minimum: int, model: str) -> None:
   """The one error for an input too small for an architecture."""

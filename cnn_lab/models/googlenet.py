@@ -11,15 +11,21 @@ default here, so the count matches its 6,624,904 parameters without aux heads
 (13,004,888 with). `branch3_kernel=5` gives the paper's 5x5 (7,005,832 without aux).
 Minimum input: 15 (the aux heads' adaptive 4x4 pool, like PyTorch's, also accepts
 smaller maps).
+
+`transform_input=True` maps an input normalised with ImageNet's mean and std to
+(x - 0.5) / 0.5 per channel first, as torchvision's GoogLeNet does when built for its
+ImageNet weights (which were trained on inputs so scaled).
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from cnn_lab import nn, ops
-from cnn_lab.models.common import check_input_size, dropout
+from cnn_lab.models.common import (IMAGENET_MEAN, IMAGENET_STD, check_input_size,
+                                   dropout)
 
 EPS = 1e-3
 MODULES = {  # name: (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj)
@@ -69,7 +75,8 @@ class GoogLeNet(nnx.Module):
 
   def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, input_size: int = 224,
                aux_logits: bool = False, branch3_kernel: int = 3, dropout_rate: float = 0.2,
-               impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+               transform_input: bool = False, impl: str = "xla", dtype=None,
+               rngs: nnx.Rngs):
     check_input_size(input_size, 15, "GoogLeNet (five ceil-mode halvings)")
     kw = dict(impl=impl, dtype=dtype, rngs=rngs)
     self.conv1 = nn.ConvBNAct(in_channels, 64, 7, stride=2, padding=3, bn_epsilon=EPS, **kw)
@@ -83,8 +90,12 @@ class GoogLeNet(nnx.Module):
     self.aux2 = AuxHead(528, num_classes, **kw) if aux_logits else None
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
     self.fc = nn.Dense(1024, num_classes, dtype=dtype, rngs=rngs)
+    self.transform_input = transform_input
 
   def __call__(self, x, *, train: bool = False, rngs=None):
+    if self.transform_input:  # undo ImageNet's normalisation, then (x - 0.5) / 0.5
+      std, mean = np.asarray(IMAGENET_STD), np.asarray(IMAGENET_MEAN)  # float64, as torch
+      x = x * jnp.asarray(std / 0.5, x.dtype) + jnp.asarray((mean - 0.5) / 0.5, x.dtype)
     x = self.pool3(self.conv1(x, train=train))
     x = self.pool3(self.conv3(self.conv2(x, train=train), train=train))
     aux = []

@@ -21,6 +21,7 @@ from flax import nnx
 from cnn_lab import nn
 from cnn_lab.errors import fail
 from cnn_lab.models import create_model
+from cnn_lab.models.common import IMAGENET_MEAN, IMAGENET_STD
 from cnn_lab.models.vgg import CONFIGS
 from cnn_lab.viz.features import tapped_function
 
@@ -35,8 +36,7 @@ EXTRACTORS = {
     "vgg19": dict(content="conv4_2", style={"conv1_1": 0.2, "conv2_1": 0.2, "conv3_1": 0.2,
                                             "conv4_1": 0.2, "conv5_1": 0.2}),
 }
-MEAN = jnp.array([0.485, 0.456, 0.406])
-STD = jnp.array([0.229, 0.224, 0.225])
+MEAN, STD = jnp.array(IMAGENET_MEAN), jnp.array(IMAGENET_STD)
 
 
 @dataclasses.dataclass(frozen=True)
