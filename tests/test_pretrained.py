@@ -272,3 +272,17 @@ def test_imagenet_preprocess_geometry_is_torchvisions(width, height, expected):
   crop = np.asarray(resized, np.float32)[top:top + 224, left:left + 224] / 255.0
   from cnn_lab.pretrained.imagenet import MEAN, STD
   np.testing.assert_array_equal(preprocess(image), (crop - MEAN) / STD)
+
+
+def test_efficientnet_preprocessing_is_its_weights_transform():
+  """EfficientNet-B3's V1 weights: Resize(320, bicubic) then CenterCrop(300)."""
+  from cnn_lab.pretrained.imagenet import MEAN, STD, eval_geometry, eval_transform, preprocess
+  assert eval_transform("efficientnet_b3") == (300, 320, "bicubic")
+  assert eval_transform("resnet50") == (224, 256, "bilinear")
+  image = np.random.default_rng(1).integers(0, 256, (333, 500, 3), np.uint8)
+  new_w, new_h, left, top = eval_geometry(500, 333, 300, 320)
+  resized = Image.fromarray(image).resize((new_w, new_h), Image.BICUBIC)
+  crop = np.asarray(resized, np.float32)[top:top + 300, left:left + 300] / 255.0
+  np.testing.assert_array_equal(preprocess(image, 300, 320, "bicubic"), (crop - MEAN) / STD)
+  with pytest.raises(ValueError, match="interpolation: expected one of"):
+    preprocess(image, interpolation="lanczos")
