@@ -53,9 +53,15 @@ def savable(state: TrainState) -> jax.Array:
   """bool `[]`: whether `state` is fit to checkpoint. Every float must be finite, and
   the squared norm of the parameters and batch statistics too: parameters finite but
   beyond ~1e19 in float32 (a diverging step) overflow the next forward pass, so a run
-  resumed from them would only fail again."""
-  floats = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
-  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in floats]))
-  weights = jax.tree.leaves((state.params, state.batch_stats))
-  squared = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in weights)
+  resumed from them would only fail again.
+
+  The leaves are flattened into one vector first (a transient float32 copy of the
+  state, once per checkpoint): one reduction per leaf compiled 11x slower (5.3 s
+  against 0.5 s for EfficientNet-B0's 738 leaves with Adam) and ran 4x faster (8 ms
+  against 30 ms), a poor trade for a check made once per checkpoint."""
+  flat = lambda tree: jnp.concatenate([x.ravel().astype(jnp.float32)
+                                       for x in jax.tree.leaves(tree)
+                                       if jnp.issubdtype(x.dtype, jnp.floating)])
+  finite = jnp.isfinite(jnp.sum(flat(state) * 0.0))  # NaN where any is NaN or inf
+  squared = jnp.sum(jnp.square(flat((state.params, state.batch_stats))))
   return finite & jnp.isfinite(squared)
