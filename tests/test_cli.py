@@ -22,6 +22,9 @@ CASES = {
     "unknown dataset": lambda d: _train(d / "run", "--config.dataset.name=nosuchdata"),
     "unknown task": lambda d: _train(d / "run", "--config.task=nosuchtask"),
     "unknown config key": lambda d: _train(d / "run", "--config.nosuchkey=1"),
+    "a model key the family does not take": lambda d: [  # U-Net's filters on AlexNet
+        "experiments.train", "--config=experiments/configs/unet_shapes.py:test",
+        "--config.model.name=alexnet", f"--workdir={d / 'run'}"],
     "zero batch size": lambda d: _train(d / "run", "--config.batch_size=0"),
     "negative epochs": lambda d: _train(d / "run", "--config.num_train_steps=-1",
                                         "--config.num_epochs=-1"),

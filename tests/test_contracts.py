@@ -13,6 +13,7 @@ from flax import nnx
 
 from cnn_lab.errors import InputError
 from cnn_lab.train import configs
+from cnn_lab.train.experiment import check_model_keys
 from cnn_lab.train.loop import NonFiniteLossError, Run, check_finite
 from cnn_lab.train.metrics import PendingMetrics
 from cnn_lab.train.steps import STREAMS, step_keys
@@ -158,7 +159,23 @@ def test_every_config_and_preset_passes_validation():
   for module in _config_modules():
     for preset in module.PRESETS:
       configs.validate(module.get_config(preset))
+      check_model_keys(module.get_config(preset).model)
     configs.validate(module.get_config())
+
+
+def test_a_model_key_the_family_does_not_take_is_refused_listing_its_keys():
+  """Issue 18's example: stochastic depth on VGG, which has none."""
+  from experiments.configs import vgg_shapes
+  config = vgg_shapes.get_config()
+  config.model.stochastic_depth = 0.1
+  with pytest.raises(InputError, match=re_escape(
+      "model.stochastic_depth: expected a key vgg11_bn takes (batch_norm, depth, "
+      "dropout_rate, head, impl), received 0.1")):
+    check_model_keys(config.model)
+  config.model.input_size = 64  # set from the dataset, never from model
+  del config.model["stochastic_depth"]
+  with pytest.raises(InputError, match="model.input_size: expected a key vgg11_bn takes"):
+    check_model_keys(config.model)
 
 
 def re_escape(text: str) -> str:

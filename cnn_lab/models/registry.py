@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import jax
 import numpy as np
 from flax import nnx
@@ -26,6 +29,24 @@ _REGISTRY["face_embedder"] = _face_embedder  # a zoo backbone with an embedding 
 
 def list_models() -> list[str]:
   return sorted(_REGISTRY)
+
+
+@functools.lru_cache(maxsize=None)
+def model_options(name: str) -> tuple[str, ...] | None:
+  """The keyword arguments preset `name` takes (its family's constructor's, when the
+  preset passes `**kwargs` on), sorted; None when they cannot be told without building
+  the model from arguments it requires."""
+  factory = _REGISTRY[check_name(name)]
+  params = inspect.signature(factory).parameters
+  names = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+  if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    try:
+      built = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0)))
+    except TypeError:  # a required argument: the family cannot be told this way
+      return None
+    names |= {k for k, p in inspect.signature(type(built).__init__).parameters.items()
+              if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+  return tuple(sorted(names - {"rngs"}))
 
 
 def check_name(name: str, argument: str = "model") -> str:

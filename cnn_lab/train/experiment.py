@@ -18,7 +18,7 @@ from cnn_lab.data.order import per_class_indices
 from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
                                    eval_dataset, train_dataset)
 from cnn_lab.errors import fail
-from cnn_lab.models import check_name, create_model
+from cnn_lab.models import check_name, create_model, model_options
 from cnn_lab.pretrained.imagenet import load_pretrained
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.configs import validate
@@ -74,11 +74,29 @@ def compute_dtype(config: ml_collections.ConfigDict):
   return None if name == "float32" else jnp.dtype(name)
 
 
+# model keywords a run sets from its dataset and compute dtype, not from `config.model`
+SUPPLIED = ("num_classes", "in_channels", "input_size", "dtype")
+
+
+def check_model_keys(model: ml_collections.ConfigDict) -> None:
+  """Refuses a `config.model` key the family does not take (it would be dropped or end
+  in a TypeError), listing the keys it takes."""
+  options = model_options(model.name)
+  if options is None:
+    return
+  takes = [k for k in options if k not in SUPPLIED]
+  for key in model:
+    if key not in ("name", "weights") and (key not in options or key in SUPPLIED):
+      raise fail(f"model.{key}", f"a key {model.name} takes ({', '.join(takes)})",
+                 model[key])
+
+
 def build_model(config: ml_collections.ConfigDict, task, *, abstract: bool = False
                 ) -> nnx.Module:
   """The model a config trains, initialised from `config.seed`, with `model.weights`
   ("imagenet" or a .pth path) loaded into its ImageNet base. `abstract`: shapes only,
   no weights read (for a caller about to restore a checkpoint into it)."""
+  check_model_keys(config.model)  # again: callers may build a model without an experiment
   spec = datasets.spec(config.dataset.name)
   kwargs = {"num_classes": spec.num_classes, "in_channels": spec.image_shape[-1],
             "input_size": config.dataset.image_size,
@@ -122,12 +140,13 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
   """Task, data, model, train state and jitted steps of `config` on `mesh` (default:
   `config.local_devices` of each process, 0 for all; on CPU, as many as divide the
-  batch sizes). Values (`configs.validate`) and names (dataset, task, model) are checked
-  before any data is prepared."""
+  batch sizes). Values (`configs.validate`), names (dataset, task, model) and the model's
+  keys (`check_model_keys`) are checked before any data is prepared."""
   validate(config)
   spec = datasets.spec(config.dataset.name)
   task = make_task(config, spec.num_classes)
   check_name(config.model.name, "model.name")
+  check_model_keys(config.model)
   mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
                                            local_devices=config.get("local_devices", 0))
   train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
