@@ -35,7 +35,8 @@ def test_ops_suite_rows():
 
 def test_train_suite_rows():
   rows = list(train_suite.suite(quick=True, peak_gflops=100.0))
-  assert [r["model"] for r in rows] == ["lenet5_modern", "resnet20_cifar"]
+  assert [(r["model"], r["steps_per_dispatch"]) for r in rows] == \
+      [("lenet5_modern", 1), ("lenet5_modern", 4), ("resnet20_cifar", 1)]
   for r in rows:
     assert r["images_per_s"] > 0 and r["compile_s"] > 0 and r["memory_mb"] > 0
     assert r["mfu"] == pytest.approx(r["gflops"] / 100.0)

@@ -59,6 +59,40 @@ def test_other_seed_differs(reference, tmp_path):
       read(os.path.join(tmp_path, "metrics.jsonl"))
 
 
+def test_steps_per_dispatch_trains_bitwise_as_one_step_a_dispatch(reference, tmp_path):
+  """5 steps a dispatch (the intervals are 5, 15 and 10): the same parameters and log
+  as the reference's one step a dispatch; resumed from step 7 (between dispatches,
+  saved by a run of one step a dispatch), it realigns and still ends the same."""
+  from cnn_lab.train.experiment import build_experiment
+  from cnn_lab.train.loop import Run
+  workdir, _ = reference
+  fives = small_config(num_train_steps=40, steps_per_dispatch=5)
+  train_and_evaluate(fives, str(tmp_path / "fives"))
+  assert read(os.path.join(workdir, "metrics.jsonl")) == \
+      read(os.path.join(tmp_path / "fives", "metrics.jsonl"))
+  assert_trees_bitwise_equal(saved_state(workdir), saved_state(str(tmp_path / "fives")))
+  ones = small_config(num_train_steps=40)
+  run = Run(ones, build_experiment(ones), str(tmp_path / "resumed"))
+  for _ in range(7):
+    run.train_step()
+  run.save()
+  run.close()
+  assert train_and_evaluate(fives, str(tmp_path / "resumed"))["step"] == 40
+  assert_trees_bitwise_equal(saved_state(workdir), saved_state(str(tmp_path / "resumed")))
+
+
+def test_steps_per_dispatch_must_divide_the_intervals():
+  from cnn_lab.errors import InputError
+  from cnn_lab.train.configs import validate
+  for k in (0, -1):
+    with pytest.raises(InputError, match="steps_per_dispatch: expected an integer >= 1"):
+      validate(small_config(steps_per_dispatch=k))
+  with pytest.raises(InputError, match=r"steps_per_dispatch: expected a divisor of "
+                     r"log_every_steps=5, eval_every_steps=15, checkpoint_every_steps=10: "
+                     r"one of \[1, 5\], received 3"):
+    validate(small_config(steps_per_dispatch=3))
+
+
 def _wait_for_checkpoint(workdir, proc, timeout=120):
   root = os.path.join(workdir, "checkpoints")
   deadline = time.time() + timeout

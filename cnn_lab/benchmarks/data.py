@@ -36,8 +36,9 @@ def suite(quick: bool = False, configs: tuple[str, ...] = ()):
     exp = build_experiment(config)
     batches = exp.train_iterator()
     pipeline_s = pipeline_seconds_per_batch(batches, exp.mesh, 5 if quick else 50)
-    batch = mesh_lib.global_batch(next(batches), exp.mesh)
-    step_s = seconds_per_step(exp.train_step, exp.state, batch, 2 if quick else 5,
+    batch = mesh_lib.global_batch(mesh_lib.stack_batches([next(batches)]), exp.mesh,
+                                  stacked=True)
+    step_s = seconds_per_step(exp.train_steps, exp.state, batch, 2 if quick else 5,
                               3 if quick else 5)
     yield {"suite": "data", "config": spec.rsplit("/", 1)[-1], "dataset": config.dataset.name,
            "model": config.model.name, "batch": config.batch_size,

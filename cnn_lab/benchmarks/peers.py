@@ -6,7 +6,7 @@ He et al.'s CIFAR ResNet-20 with option-A shortcuts, BatchNorm momentum 0.9 and
 epsilon 1e-5) with the same optimizer (SGD, learning rate 0.01, momentum 0.9) on
 the same host batch, fed from numpy each step as a training loop feeds it. One
 timed "step" is what each framework's own loop does per batch: ours is the
-launcher's (`global_batch` + jitted, donated `train_step`); Keras's is
+launcher's (`global_batch` + jitted, donated `train_steps`, one step a dispatch); Keras's is
 `model.train_on_batch`; Flax's examples' is `jax.jit(train_step)` on a Linen
 `TrainState`.
 """
@@ -39,7 +39,8 @@ def ours_step(model: str, size: int, channels: int, classes: int, images, labels
 
   def step():
     nonlocal state
-    state, metrics = train_step(state, mesh_lib.global_batch(local, mesh))
+    batches = mesh_lib.global_batch(mesh_lib.stack_batches([local]), mesh, stacked=True)
+    state, metrics = train_step(state, batches)
     return metrics
 
   return step

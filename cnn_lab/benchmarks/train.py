@@ -1,9 +1,9 @@
 """Training throughput of zoo presets: images/s, achieved GFLOP/s, MFU, compile time, memory.
 
-The step timed is the launcher's own (`cnn_lab.train.steps.make_train_step`, jitted
-with the loop's shardings and a donated state) on random data already on the
-devices, so the figure is the model's training speed, not the input pipeline's
-(the `data` suite measures that). FLOPs come from the MAC counter
+The step timed is the launcher's own (`cnn_lab.train.steps.jit_train_steps`: the loop's
+shardings, a donated state, `steps_per_dispatch` steps a call) on random data already
+on the devices, so the figure is the model's training speed, not the input
+pipeline's (the `data` suite measures that). FLOPs come from the MAC counter
 (`cnn_lab.models.summary`): a training step counts as 3 forward passes, 2 FLOPs
 per multiply-add. MFU divides by a float32 matmul peak measured in the same run.
 """
@@ -23,15 +23,22 @@ from cnn_lab.models import create_model
 from cnn_lab.models.summary import summarize
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.state import create_train_state
-from cnn_lab.train.steps import jit_train_step
+from cnn_lab.train.steps import jit_train_steps
 from cnn_lab.train.tasks.classification import Classification
 
-# model, image size, channels, batch, classes, implementation (the `peers` suite times the
-# first two too). MobileNetV2 runs its depthwise layers as its configs do, on the scratch
-# taps: XLA's grouped convolution is 2-7x slower forward+backward on a CPU (README "Performance").
-CASES = (("lenet5_modern", 32, 1, 128, 10, "xla"), ("resnet20_cifar", 32, 3, 128, 10, "xla"),
-         ("mobilenet_v2", 224, 3, 32, 1000, "scratch"), ("resnet50", 224, 3, 32, 1000, "xla"))
-QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10, "xla"), ("resnet20_cifar", 16, 3, 8, 10, "xla"))
+# model, image size, channels, batch, classes, implementation, steps per dispatch (the
+# `peers` suite times the first two too). MobileNetV2 runs its depthwise layers as its
+# configs do, on the scratch taps: XLA's grouped convolution is 2-7x slower
+# forward+backward on a CPU (README "Performance"). LeNet-5 runs twice: its step is
+# short enough for the dispatch to count.
+CASES = (("lenet5_modern", 32, 1, 128, 10, "xla", 1),
+         ("lenet5_modern", 32, 1, 128, 10, "xla", 10),
+         ("resnet20_cifar", 32, 3, 128, 10, "xla", 1),
+         ("mobilenet_v2", 224, 3, 32, 1000, "scratch", 1),
+         ("resnet50", 224, 3, 32, 1000, "xla", 1))
+QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10, "xla", 1),
+               ("lenet5_modern", 32, 1, 16, 10, "xla", 4),
+               ("resnet20_cifar", 16, 3, 8, 10, "xla", 1))
 LEARNING_RATE, MOMENTUM = 0.01, 0.9  # SGD, here and for the peers
 
 
@@ -75,23 +82,26 @@ def preset_train_step(model: str, size: int, channels: int, classes: int, mesh,
                      input_size=size, impl=impl, dtype=dtype)
   tx = optax.sgd(LEARNING_RATE, momentum=MOMENTUM)
   graphdef, state = create_train_state(net, tx, jax.random.key(1))
-  return (jit_train_step(graphdef, tx, Classification(), mesh),
+  return (jit_train_steps(graphdef, tx, Classification(), mesh),
           jax.device_put(state, mesh_lib.replicated(mesh)))
 
 
 def time_train_step(model: str, size: int, channels: int, batch: int, classes: int,
                     impl: str = "xla", *, steps: int = 5, repeats: int = 5, dtype=None,
-                    mesh=None) -> dict:
-  """Compiles and times one preset's training step (SGD with momentum, like the peers).
+                    mesh=None, steps_per_dispatch: int = 1) -> dict:
+  """Compiles and times one preset's training step (SGD with momentum, like the peers),
+  `steps_per_dispatch` of them a call.
 
-  -> {"compile_s", "step_s" (median over `repeats` runs of `steps` steps, after 2
-  warm-up steps), "images_per_s", "memory_mb" (XLA's estimate: arguments, outputs
-  and temporaries of the compiled step)}.
+  -> {"compile_s", "step_s" (median over `repeats` runs of `steps` dispatches, after 2
+  warm-up ones, per training step), "images_per_s", "memory_mb" (XLA's estimate:
+  arguments, outputs and temporaries of the compiled call)}.
   """
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_divides(batch, mesh)
   step_fn, state = preset_train_step(model, size, channels, classes, mesh, impl, dtype)
-  data = mesh_lib.global_batch(host_batch(batch, size, channels, classes), mesh)
+  local = host_batch(batch, size, channels, classes)
+  data = mesh_lib.global_batch(mesh_lib.stack_batches([local] * steps_per_dispatch), mesh,
+                               stacked=True)
   start = time.perf_counter()
   compiled = step_fn.lower(state, data).compile()
   compile_s = time.perf_counter() - start
@@ -100,7 +110,7 @@ def time_train_step(model: str, size: int, channels: int, batch: int, classes: i
       memory.argument_size_in_bytes + memory.output_size_in_bytes
       + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2 ** 20
 
-  step_s = seconds_per_step(compiled, state, data, steps, repeats)
+  step_s = seconds_per_step(compiled, state, data, steps, repeats) / steps_per_dispatch
   return {"compile_s": compile_s, "step_s": step_s, "images_per_s": batch / step_s,
           "memory_mb": memory_mb}
 
@@ -109,12 +119,14 @@ def suite(quick: bool = False, peak_gflops: float | None = None):
   """Yields one row per case: images/s, GFLOP/s, MFU against the measured matmul peak."""
   peak = peak_gflops or matmul_peak_gflops(512 if quick else 2048)
   devices = jax.device_count()
-  for model, size, channels, batch, classes, impl in (QUICK_CASES if quick else CASES):
+  for model, size, channels, batch, classes, impl, k in (QUICK_CASES if quick else CASES):
     big = size >= 128  # seconds per step on a CPU: fewer, still repeated, timings
     timing = time_train_step(model, size, channels, batch, classes, impl,
-                             steps=2 if quick or big else 5, repeats=3 if quick or big else 5)
+                             steps=2 if quick or big else 5, repeats=3 if quick or big else 5,
+                             steps_per_dispatch=k)
     gflops = train_flops_per_image(model, size, channels, classes) * timing["images_per_s"] / 1e9
     yield {"suite": "train", "model": model, "impl": impl, "input": f"{size}x{size}x{channels}",
-           "batch": batch, "devices": devices, "images_per_s": timing["images_per_s"],
+           "batch": batch, "steps_per_dispatch": k, "devices": devices,
+           "images_per_s": timing["images_per_s"],
            "gflops": gflops, "mfu": gflops / peak, "matmul_peak_gflops": peak,
            "compile_s": timing["compile_s"], "memory_mb": timing["memory_mb"]}

@@ -12,6 +12,7 @@ never holds, nor deletes, another task's sections.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 
 import ml_collections
@@ -45,6 +46,9 @@ TRAINING = {
     "eval_every_steps": 1000,
     "checkpoint_every_steps": 1000,
     "keep_checkpoints": 3,
+    # training steps run by one dispatch to the device (a `lax.scan` inside one jitted
+    # call); the same result as 1, bitwise. Must divide the three intervals above.
+    "steps_per_dispatch": 1,
 }
 OPEN_SECTIONS = ("model",)  # keys go to the model family: any name is allowed
 
@@ -113,6 +117,7 @@ CHECKS = {
     "eval_every_steps": _POSITIVE_INT,
     "checkpoint_every_steps": _POSITIVE_INT,
     "keep_checkpoints": _POSITIVE_INT,
+    "steps_per_dispatch": _POSITIVE_INT,
     "dataset.image_size": _POSITIVE_INT,
     "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "num_train_steps": (_is_int, "an integer (> 0: the number of steps; <= 0: use num_epochs)"),
@@ -133,4 +138,18 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.num_train_steps <= 0 and not (
       isinstance(config.num_epochs, (int, float)) and 0 < config.num_epochs < float("inf")):
     raise fail("num_epochs", "a finite number > 0 (or num_train_steps > 0)", config.num_epochs)
+  _check_dispatch(config)
   return config
+
+
+def _check_dispatch(config: ml_collections.ConfigDict) -> None:
+  """`steps_per_dispatch` must divide the log, eval and checkpoint intervals, so that
+  every step the loop acts on ends a dispatch."""
+  k = config.steps_per_dispatch
+  intervals = {key: config[key] for key in ("log_every_steps", "eval_every_steps",
+                                            "checkpoint_every_steps")}
+  if any(every % k for every in intervals.values()):
+    common = math.gcd(*intervals.values())
+    valid = [d for d in range(1, common + 1) if common % d == 0]
+    named = ", ".join(f"{key}={every}" for key, every in intervals.items())
+    raise fail("steps_per_dispatch", f"a divisor of {named}: one of {valid}", k)

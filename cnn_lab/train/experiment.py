@@ -24,7 +24,7 @@ from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.configs import validate
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import TrainState, create_train_state
-from cnn_lab.train.steps import jit_train_step, make_eval_step
+from cnn_lab.train.steps import jit_train_steps, make_eval_step
 from cnn_lab.train.tasks import Task, make_task
 
 
@@ -122,8 +122,11 @@ class Experiment:
   total_steps: int
   graphdef: object
   state: TrainState  # replicated over `mesh`
-  train_step: object  # jitted (state, global batch) -> (state, metrics); donates the state
+  # jitted (state, global batches stacked [n, batch, ...]) -> (state, metrics [n]): n
+  # steps in one dispatch (`steps.jit_train_steps`); donates the state
+  train_steps: object
   eval_step: object  # jitted (state, global batch) -> task.eval_batch sums
+  steps_per_dispatch: int = 1
 
   def train_iterator(self):
     """This host's training batches, checkpointable (`get_state` / `set_state`).
@@ -156,8 +159,9 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
   graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
   del model
   repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
-  train_step = jit_train_step(graphdef, tx, task, mesh, schedule)
+  train_steps = jit_train_steps(graphdef, tx, task, mesh, schedule)
   eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
                       out_shardings=repl)
   return Experiment(mesh, task, train_src, train_ds, eval_ds, total_steps, graphdef,
-                    jax.device_put(state, repl), train_step, eval_step)
+                    jax.device_put(state, repl), train_steps, eval_step,
+                    config.get("steps_per_dispatch", 1))

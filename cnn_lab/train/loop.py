@@ -118,10 +118,15 @@ class Run:
     self.progress = Progress(self.exp.total_steps, self.step, self.config.log_every_steps)
 
   def train_step(self) -> None:
-    batch = mesh_lib.global_batch(next(self.data_iter), self.exp.mesh)
-    self.state, metrics = self.exp.train_step(self.state, batch)
+    """One dispatch of `steps_per_dispatch` steps, fewer where that would run past the
+    end or where a resumed run starts between dispatches (it realigns)."""
+    k = self.exp.steps_per_dispatch
+    n = min(k - self.step % k, self.exp.total_steps - self.step)
+    batches = mesh_lib.stack_batches([next(self.data_iter) for _ in range(n)])
+    self.state, metrics = self.exp.train_steps(
+        self.state, mesh_lib.global_batch(batches, self.exp.mesh, stacked=True))
     self.pending.append(metrics)
-    self.step += 1
+    self.step += n
 
   def host_pending(self) -> list[dict]:
     """Fetches the pending metrics (one sync) and proves every step's loss finite."""

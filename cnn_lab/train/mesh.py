@@ -17,8 +17,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def data_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P("data"))
+def data_sharded(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+  """Split along the batch axis: the first, or the second of `stacked` batches
+  `[k, batch, ...]` (several steps' batches in one dispatch)."""
+  return NamedSharding(mesh, P(None, "data") if stacked else P("data"))
 
 
 def check_batch_divides(global_batch: int, mesh: Mesh, argument: str = "batch_size") -> None:
@@ -26,10 +28,18 @@ def check_batch_divides(global_batch: int, mesh: Mesh, argument: str = "batch_si
     raise fail(argument, f"a multiple of the {mesh.size} devices", global_batch)
 
 
-def global_batch(local: dict, mesh: Mesh) -> dict:
-  """This host's numpy batch -> global jax arrays sharded along `data`."""
-  sharding = data_sharded(mesh)
+def global_batch(local: dict, mesh: Mesh, stacked: bool = False) -> dict:
+  """This host's numpy batch (or `stacked` batches `[k, batch, ...]`) -> global jax
+  arrays sharded along `data`."""
+  sharding = data_sharded(mesh, stacked)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def stack_batches(batches: list[dict]) -> dict:
+  """Host batches -> one stacked `[n, batch, ...]` (a view for one batch)."""
+  if len(batches) == 1:
+    return {k: v[None] for k, v in batches[0].items()}
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
 def mesh_for_batches(*batch_sizes: int, local_devices: int = 0) -> Mesh:

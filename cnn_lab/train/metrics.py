@@ -134,11 +134,18 @@ class PendingMetrics:
     self.items = list(items)
 
   def append(self, metrics: dict) -> None:
+    """One step's scalars, or one dispatch's: each value stacked `[n]` over its steps."""
     self.items.append(metrics)
 
   def to_host(self) -> list[dict]:
-    """The pending metrics as host floats (one device sync); they stay pending."""
-    self.items = [{k: float(v) for k, v in m.items()} for m in jax.device_get(self.items)]
+    """The pending metrics as host floats, one dict a step (one device sync); they
+    stay pending."""
+    host = []
+    for item in jax.device_get(self.items):
+      columns = {name: np.atleast_1d(value) for name, value in item.items()}
+      steps = len(next(iter(columns.values())))
+      host += [{name: float(v[i]) for name, v in columns.items()} for i in range(steps)]
+    self.items = host
     return self.items
 
   def take_summary(self) -> dict:

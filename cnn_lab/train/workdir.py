@@ -33,9 +33,10 @@ from cnn_lab.train.experiment import Experiment
 from cnn_lab.train.metrics import read_metrics
 
 LOCK_NAME = ".lock"
-# Keys a relaunch may change freely: how often to log, evaluate and save, where data is.
+# Keys a relaunch may change freely: how often to log, evaluate and save, where data is,
+# how many steps a dispatch runs (bitwise the same run).
 FREE = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-        "dataset.data_dir", "dataset.cache")
+        "dataset.data_dir", "dataset.cache", "steps_per_dispatch")
 # Keys a relaunch may change with `--resume_with_changes`: they change the run from the
 # checkpoint on, not what the checkpoint holds nor the order of the training data.
 ADJUSTABLE = ("optimizer.learning_rate", "optimizer.weight_decay", "optimizer.b1",
