@@ -76,19 +76,27 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
 
 
 def jit_train_steps(graphdef, tx: optax.GradientTransformation, task, mesh, schedule=None):
-  """n training steps in one jitted call, as the loop runs them: `lax.scan` of
-  `make_train_step` over batches stacked `[n, batch, ...]` (sharded along the batch
-  axis) -> (state, metrics stacked `[n]`); the state replicated over `mesh` and donated.
+  """n training steps in one jitted call, as the loop runs them: `make_train_step`
+  applied to each of the batches stacked `[n, batch, ...]` (sharded along the batch
+  axis) in turn -> (state, metrics stacked `[n]`); the state replicated over `mesh`
+  and donated. One program per distinct n (the configured `steps_per_dispatch`, and
+  a shorter one for a run's last steps).
 
-  Every dispatch goes through the scan, one step or several (`steps_per_dispatch`):
-  XLA compiles a loop's body apart from straight-line code, and a step compiled
-  alone differed from the same step in the loop in the last bits (3e-8 in LeNet-5's
-  parameters after 3 steps), while loops of any length agree bitwise. One program
-  per distinct n (the configured one, and a shorter one for a run's last steps)."""
+  The steps are written out one after the other, not as a `lax.scan`: XLA:CPU ran a
+  LeNet-5 step 5x slower inside a loop (a fixed ~20 ms a call), and compiled the
+  loop's body differently in the last bits. Written out, n steps give bitwise what
+  n calls of one step give; the price is compile time growing with n."""
   repl = mesh_lib.replicated(mesh)
   step = make_train_step(graphdef, tx, task, schedule)
-  return jax.jit(lambda state, batches: jax.lax.scan(step, state, batches),
-                 in_shardings=(repl, mesh_lib.data_sharded(mesh, stacked=True)),
+
+  def train_steps(state, batches):
+    metrics = []
+    for i in range(jax.tree.leaves(batches)[0].shape[0]):
+      state, m = step(state, jax.tree.map(lambda b, i=i: b[i], batches))
+      metrics.append(m)
+    return state, jax.tree.map(lambda *m: jnp.stack(m), *metrics)
+
+  return jax.jit(train_steps, in_shardings=(repl, mesh_lib.data_sharded(mesh, stacked=True)),
                  out_shardings=(repl, repl), donate_argnums=0)
 
 
