@@ -37,6 +37,13 @@ def output_size(n: int, f: int, p: int = 0, s: int = 1) -> int:
   return (n + 2 * p - f) // s + 1
 
 
+def window_spans(window: Sequence[int], dilation: Sequence[int] | None = None
+                 ) -> tuple[int, ...]:
+  """The input extent of each (dilated) window: (f - 1) * d + 1."""
+  dilation = dilation or (1,) * len(window)
+  return tuple((f - 1) * d + 1 for f, d in zip(window, dilation))
+
+
 def resolve_padding(padding: PaddingLike, in_sizes: Sequence[int],
                     window: Sequence[int], strides: Sequence[int],
                     dilation: Sequence[int] | None = None) -> Pairs:
@@ -45,8 +52,7 @@ def resolve_padding(padding: PaddingLike, in_sizes: Sequence[int],
   `window` is the undilated filter size; the effective size is (f - 1) * d + 1.
   """
   ndim = len(in_sizes)
-  dilation = dilation or (1,) * ndim
-  eff = [(f - 1) * d + 1 for f, d in zip(window, dilation)]
+  eff = window_spans(window, dilation)
   if isinstance(padding, str):
     mode = padding.upper()
     if mode == "VALID":
@@ -79,9 +85,7 @@ def check_window_fits(in_sizes: Sequence[int], pairs: Pairs, window: Sequence[in
                       dilation: Sequence[int] | None = None,
                       argument: str = "w") -> None:
   """Raises when the (dilated) window is larger than the padded input."""
-  dilation = dilation or (1,) * len(in_sizes)
-  for n, (lo, hi), f, d in zip(in_sizes, pairs, window, dilation):
-    eff = (f - 1) * d + 1
+  for n, (lo, hi), eff in zip(in_sizes, pairs, window_spans(window, dilation)):
     if eff > n + lo + hi:
       raise fail(f"{argument} (spatial size)",
                  f"a window no larger than the padded input {n + lo + hi}",
@@ -91,9 +95,9 @@ def check_window_fits(in_sizes: Sequence[int], pairs: Pairs, window: Sequence[in
 def out_sizes(in_sizes: Sequence[int], pairs: Pairs, window: Sequence[int],
               strides: Sequence[int], dilation: Sequence[int] | None = None) -> tuple[int, ...]:
   """Output spatial sizes for explicit padding pairs (asymmetric allowed)."""
-  dilation = dilation or (1,) * len(in_sizes)
-  return tuple((n + lo + hi - ((f - 1) * d + 1)) // s + 1
-               for n, (lo, hi), f, s, d in zip(in_sizes, pairs, window, strides, dilation))
+  return tuple((n + lo + hi - eff) // s + 1
+               for n, (lo, hi), eff, s in zip(in_sizes, pairs, window_spans(window, dilation),
+                                              strides))
 
 
 def zero_pad(x, pad: PaddingLike, *, value: float = 0.0):

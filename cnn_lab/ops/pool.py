@@ -18,7 +18,7 @@ from jax import lax
 from cnn_lab.errors import fail
 from cnn_lab.ops._checks import PaddingLike, tuple_arg
 from cnn_lab.ops.conv import IMPLS, window_taps
-from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
+from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding, window_spans
 
 
 def _prepare(x, window, stride, padding, impl, ceil_mode: bool = False, dilation=1):
@@ -32,7 +32,7 @@ def _prepare(x, window, stride, padding, impl, ceil_mode: bool = False, dilation
   window = tuple_arg(window, ndim, "window")
   strides = window if stride is None else tuple_arg(stride, ndim, "stride")
   dilation = tuple_arg(dilation, ndim, "dilation")
-  spans = tuple((f - 1) * d + 1 for f, d in zip(window, dilation))
+  spans = window_spans(window, dilation)
   declared = pairs = resolve_padding(padding, x.shape[1:-1], spans, strides)
   if ceil_mode:  # the last window may hang past the input (PyTorch's rule)
     pairs = tuple(_ceil_pad(n, f, s, p) for n, f, s, p in zip(x.shape[1:-1], spans, strides,

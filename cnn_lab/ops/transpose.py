@@ -15,7 +15,7 @@ from cnn_lab.errors import fail
 from cnn_lab.ops._checks import (PaddingLike, check_input_rank, spatial_dims_of_kernel,
                                  tuple_arg)
 from cnn_lab.ops.conv import _check_impl, _dimension_numbers
-from cnn_lab.ops.padding import resolve_padding
+from cnn_lab.ops.padding import resolve_padding, window_spans
 
 
 def conv_transpose(x, w, b=None, *, stride: int | Sequence[int] = 1,
@@ -53,7 +53,7 @@ def conv_transpose(x, w, b=None, *, stride: int | Sequence[int] = 1,
   strides = tuple_arg(stride, ndim, "stride")
   dilation = tuple_arg(dilation, ndim, "dilation")
   output_padding = tuple_arg(output_padding, ndim, "output_padding", minimum=0)
-  spans = tuple((f - 1) * d + 1 for f, d in zip(w.shape[:ndim], dilation))
+  spans = window_spans(w.shape[:ndim], dilation)
   crops = _transpose_crops(padding, x.shape[1:-1], spans, strides, output_padding)
   for n, f, s, (lo, hi) in zip(x.shape[1:-1], spans, strides, crops):
     if (n - 1) * s + f - lo - hi < 1:
@@ -72,14 +72,12 @@ def conv_transpose(x, w, b=None, *, stride: int | Sequence[int] = 1,
         lhs_dilation=strides, rhs_dilation=dilation, dimension_numbers=_dimension_numbers(ndim),
         feature_group_count=groups)
   else:
-    y = _conv_transpose_scratch(x, w, strides, crops, dilation, groups)
+    y = _conv_transpose_scratch(x, w, strides, crops, dilation, spans, groups)
   return y if b is None else y + b
 
 
-def _conv_transpose_scratch(x, w, strides, crops, dilation, groups: int):
-  ndim = len(strides)
-  window = w.shape[:ndim]
-  spans = [(f - 1) * d + 1 for f, d in zip(window, dilation)]
+def _conv_transpose_scratch(x, w, strides, crops, dilation, spans, groups: int):
+  window = w.shape[:len(strides)]
   zero = jnp.zeros((), jnp.result_type(x, w))
   grouped = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
   y = None
