@@ -21,15 +21,15 @@ from flax import nnx
 from cnn_lab.data.images import load_image
 from cnn_lab.errors import fail
 from cnn_lab.pretrained.convert import CONVERTERS
-from cnn_lab.pretrained.imagenet import (class_names, eval_transform, preprocess,
-                                         pretrained_model)
+from cnn_lab.pretrained.imagenet import (INTERPOLATIONS, class_names, eval_transform,
+                                         preprocess, pretrained_model)
 from cnn_lab.train import launch
 
 flags.DEFINE_enum("model", "mobilenet_v2", sorted(CONVERTERS), "The architecture.")
 flags.DEFINE_string("weights", "imagenet", "'imagenet' or a torchvision .pth file.")
 flags.DEFINE_integer("crop", None, "Centre crop size (default: the architecture's).")
 flags.DEFINE_integer("resize", None, "Shorter side before cropping (default: the architecture's).")
-flags.DEFINE_enum("interpolation", None, ["bilinear", "bicubic"],
+flags.DEFINE_enum("interpolation", None, sorted(INTERPOLATIONS),
                   "Resize filter (default: the architecture's).")
 flags.DEFINE_integer("top", 5, "How many classes to print per image.")
 FLAGS = flags.FLAGS

@@ -95,8 +95,8 @@ def build_model(config: ml_collections.ConfigDict, task, *, abstract: bool = Fal
                 ) -> nnx.Module:
   """The model a config trains, initialised from `config.seed`, with `model.weights`
   ("imagenet" or a .pth path) loaded into its ImageNet base. `abstract`: shapes only,
-  no weights read (for a caller about to restore a checkpoint into it)."""
-  check_model_keys(config.model)  # again: callers may build a model without an experiment
+  no weights read (for a caller about to restore a checkpoint into it). Callers check
+  `config.model`'s keys first (`check_model_keys`), before any data is prepared."""
   spec = datasets.spec(config.dataset.name)
   kwargs = {"num_classes": spec.num_classes, "in_channels": spec.image_shape[-1],
             "input_size": config.dataset.image_size,
@@ -164,4 +164,4 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
                       out_shardings=repl)
   return Experiment(mesh, task, train_src, train_ds, eval_ds, total_steps, graphdef,
                     jax.device_put(state, repl), train_steps, eval_step,
-                    config.get("steps_per_dispatch", 1))
+                    config.steps_per_dispatch)

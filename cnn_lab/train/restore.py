@@ -15,7 +15,7 @@ from cnn_lab.data import datasets
 from cnn_lab.data.pipeline import Preprocess
 from cnn_lab.errors import fail
 from cnn_lab.train.checkpoint import Checkpointer, UnreadableCheckpointsError, abstract_like
-from cnn_lab.train.experiment import build_model
+from cnn_lab.train.experiment import build_model, check_model_keys
 from cnn_lab.train.optim import make_optimizer
 from cnn_lab.train.state import abstract_train_state
 from cnn_lab.train.tasks import Task, make_task
@@ -67,6 +67,7 @@ def load_run(workdir: str) -> TrainedRun:
   with open(paths["task"]) as f:
     saved = json.load(f)
   task = make_task(config, datasets.spec(config.dataset.name).num_classes).with_fitted(saved)
+  check_model_keys(config.model)
   model = build_model(config, task, abstract=True)  # the checkpoint holds every value
   tx, _ = make_optimizer(config.optimizer, config.schedule, 1)
   graphdef, state = abstract_train_state(model, tx)
