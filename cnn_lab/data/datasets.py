@@ -97,7 +97,10 @@ def _network_reachable(host: str = "storage.googleapis.com", timeout: float = 3.
 
 
 def builder_name(name: str) -> str:
-  """The TFDS builder that holds dataset `name`."""
+  """The TFDS builder that holds dataset `name`, registered with TFDS (an embedded
+  dataset's module is imported: `tfds.builder` finds it by name only then)."""
+  if spec(name).embedded:
+    importlib.import_module(f"cnn_lab.data.{spec(name).embedded}")
   return spec(name).builder or name
 
 
@@ -129,7 +132,6 @@ def _damage(builder) -> str | None:
 
 
 def _prepare_embedded(name: str, data_dir: str):
-  importlib.import_module(f"cnn_lab.data.{spec(name).embedded}")  # registers its builder
   tfds_name = builder_name(name)
   if tfds_name != name and "://" not in data_dir and os.path.isdir(os.path.join(data_dir, name)):
     logging.info("Using the embedded %s (%s) in %s; the TFDS catalog %s prepared there is "
