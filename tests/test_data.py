@@ -7,7 +7,8 @@ import pytest
 
 from cnn_lab.data import datasets
 from cnn_lab.data.digits import split_indices
-from cnn_lab.data.pipeline import InMemorySource, Preprocess, eval_dataset, train_dataset
+from cnn_lab.data.in_memory import InMemorySource
+from cnn_lab.data.pipeline import Preprocess, eval_dataset, train_dataset
 
 
 @pytest.fixture(scope="module")

@@ -19,28 +19,9 @@ import math
 import grain
 import numpy as np
 
+from cnn_lab.data.in_memory import InMemorySource
 from cnn_lab.data.order import ShuffledBatches
 from cnn_lab.errors import fail
-
-
-class InMemorySource:
-  """A split decoded once into numpy arrays: `source[i] -> {"image": [h, w, c], "label": ()}`.
-
-  The embedded datasets and MNIST-sized catalog ones fit easily; per-record
-  reads from array_record then cost ~1 us instead of ~30 us. Only `keys` are kept,
-  after `encode` (e.g. `PadObjects`) has turned a record into fixed-shape fields.
-  """
-
-  def __init__(self, source, keys: tuple[str, ...] = ("image", "label"), encode=None):
-    encode = encode or (lambda record: record)
-    records = [encode(source[i]) for i in range(len(source))]  # faster than __getitems__
-    self.arrays = {k: np.stack([np.asarray(r[k]) for r in records]) for k in keys}
-
-  def __len__(self) -> int:
-    return len(self.arrays["image"])
-
-  def __getitem__(self, i) -> dict:
-    return {k: v[i] for k, v in self.arrays.items()}
 
 
 @dataclasses.dataclass(frozen=True)

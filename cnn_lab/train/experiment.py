@@ -15,7 +15,8 @@ from jax.sharding import Mesh
 
 from cnn_lab.data import datasets
 from cnn_lab.data.order import per_class_indices
-from cnn_lab.data.pipeline import (InMemorySource, Preprocess, SelectKeys, Subset,
+from cnn_lab.data.in_memory import InMemorySource
+from cnn_lab.data.pipeline import (Preprocess, SelectKeys, Subset,
                                    eval_dataset, train_dataset)
 from cnn_lab.errors import fail
 from cnn_lab.models import check_name, create_model, model_options
