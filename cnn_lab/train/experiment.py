@@ -24,6 +24,7 @@ from cnn_lab.pretrained.imagenet import load_pretrained
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.configs import validate
 from cnn_lab.train.optim import make_optimizer
+from cnn_lab.train.phases import Phases
 from cnn_lab.train.state import TrainState, create_train_state
 from cnn_lab.train.steps import jit_train_steps, make_eval_step
 from cnn_lab.train.tasks import Task, make_task
@@ -141,11 +142,14 @@ class Experiment:
     return iter(self.train_batches.to_iter_dataset(options))
 
 
-def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
+def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None,
+                     phases: Phases | None = None) -> Experiment:
   """Task, data, model, train state and jitted steps of `config` on `mesh` (default:
   `config.local_devices` of each process, 0 for all; on CPU, as many as divide the
   batch sizes). Values (`configs.validate`), names (dataset, task, model) and the model's
-  keys (`check_model_keys`) are checked before any data is prepared."""
+  keys (`check_model_keys`) are checked before any data is prepared. `phases` times
+  the data and the model (the launcher's closing line)."""
+  phases = phases or Phases()
   validate(config)
   spec = datasets.spec(config.dataset.name)
   task = make_task(config, spec.num_classes)
@@ -153,16 +157,19 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
   check_model_keys(config.model)
   mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
                                            local_devices=config.get("local_devices", 0))
-  train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
-  task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
-  model = build_model(config, task)
-  tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
-  graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
-  del model
+  with phases("data"):
+    train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
+    task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
+  with phases("model"):
+    model = build_model(config, task)
+    tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
+    graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
+    del model
+    state = jax.device_put(state, mesh_lib.replicated(mesh))
   repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
   train_steps = jit_train_steps(graphdef, tx, task, mesh, schedule)
   eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
                       out_shardings=repl)
   return Experiment(mesh, task, train_src, train_ds, eval_ds, total_steps, graphdef,
-                    jax.device_put(state, repl), train_steps, eval_step,
+                    state, train_steps, eval_step,
                     config.steps_per_dispatch)

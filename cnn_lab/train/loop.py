@@ -24,6 +24,7 @@ from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.checkpoint import Checkpointer, UnreadableCheckpointsError, abstract_like
 from cnn_lab.train.experiment import Experiment, build_experiment
 from cnn_lab.train.metrics import MetricsWriter, PendingMetrics, Progress, read_metrics
+from cnn_lab.train.phases import Phases
 from cnn_lab.train.state import savable
 from cnn_lab.train.workdir import (WorkdirLock, check_relaunch, clean_temporary,
                                    ensure_writable, final_metrics, set_aside_run,
@@ -189,7 +190,7 @@ def _due(step: int, every: int, total: int) -> bool:
 
 
 def _open(config: ml_collections.ConfigDict, workdir: str, resume_with_changes: bool,
-          start_over: bool) -> tuple[Experiment, "Run"]:
+          start_over: bool, phases: Phases) -> tuple[Experiment, "Run"]:
   """With the workdir locked: cleans what killed writes left, sets the previous run
   aside (`start_over`) or checks the config may resume it, builds the experiment,
   writes the run files and opens the run (resuming from its checkpoint)."""
@@ -198,9 +199,10 @@ def _open(config: ml_collections.ConfigDict, workdir: str, resume_with_changes: 
     set_aside_run(workdir)
   else:
     check_relaunch(config, workdir, resume_with_changes)
-  exp = build_experiment(config)
+  exp = build_experiment(config, phases=phases)
   write_run_files(config, exp, workdir)
-  return exp, Run(config, exp, workdir)
+  with phases("checkpoints"):  # reading one to resume from
+    return exp, Run(config, exp, workdir)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -214,9 +216,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   created = not paths.is_url(workdir) and not os.path.exists(workdir)
   workdir = ensure_writable(workdir)
   lock = WorkdirLock(workdir).acquire()
+  phases = Phases()
   try:
-    exp, run = _open(config, workdir, resume_with_changes, start_over)
-    return _train(config, exp, run, workdir)
+    exp, run = _open(config, workdir, resume_with_changes, start_over, phases)
+    return _train(config, exp, run, workdir, phases)
   except BaseException:
     lock.release()
     if created and set(os.listdir(workdir)) <= {".lock"}:  # leave no empty run behind
@@ -226,7 +229,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     lock.release()
 
 
-def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir: str) -> dict:
+def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir: str,
+           phases: Phases) -> dict:
   if run.resumed and run.step >= exp.total_steps:
     run.close()
     done = {"step": run.step, **final_metrics(workdir)}
@@ -240,15 +244,20 @@ def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir
                  exp.mesh.size, jax.default_backend())
     with _StopFlag() as stop:
       start = time.perf_counter()
+      first = run.step
       while run.step < exp.total_steps and not stop.requested:
-        run.train_step()
-        if run.step % config.log_every_steps == 0:
-          run.log_pending()
+        # the first dispatch compiles the step; the evaluation's first call its own
+        with phases("first step (compiling)" if run.step == first else "training"):
+          run.train_step()
+          if run.step % config.log_every_steps == 0:
+            run.log_pending()
         if _due(run.step, config.eval_every_steps, exp.total_steps):
-          run.log_pending()
-          run.evaluate()
+          with phases("evaluation"):
+            run.log_pending()
+            run.evaluate()
         if _due(run.step, config.checkpoint_every_steps, exp.total_steps):
-          run.save()
+          with phases("checkpoints"):
+            run.save()
       if run.step != run.last_saved:  # stopped early by SIGTERM
         run.save()
       elapsed = time.perf_counter() - start
@@ -270,4 +279,5 @@ def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir
   result = {"step": run.step, **run.final}
   logging.info("Stopped at step %d/%d after %.1fs of training. Final: %s", run.step,
                exp.total_steps, elapsed, _rounded(result))
+  logging.info("Time: %s.", phases.summary())
   return result
