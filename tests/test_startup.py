@@ -82,6 +82,11 @@ def test_the_compilation_cache_is_on_by_default_and_can_be_turned_off(monkeypatc
     monkeypatch.setenv(launch.COMPILATION_CACHE_ENV, "off")
     assert launch.use_compilation_cache() is None
     assert jax.config.jax_compilation_cache_dir is None
+    monkeypatch.delenv(launch.COMPILATION_CACHE_ENV)
+    default = launch.use_compilation_cache()  # one folder per host CPU
+    assert default == os.path.join(launch.DEFAULT_COMPILATION_CACHE, launch.host_cpu_tag())
+    assert launch.host_cpu_tag() == launch.host_cpu_tag() != ""
+    jax.config.update("jax_compilation_cache_dir", None)
     monkeypatch.setenv(launch.COMPILATION_CACHE_ENV, str(tmp_path / "xla"))
     assert launch.use_compilation_cache() == str(tmp_path / "xla")
     assert jax.config.jax_persistent_cache_min_compile_time_secs == 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging as std_logging
 import os
+import platform
 import sys
 
 import ml_collections
@@ -130,17 +132,32 @@ def use_compilation_cache() -> str | None:
   `$CNN_LAB_COMPILATION_CACHE` (`off` turns it off), else `~/.cache/cnn_lab/xla`; a
   cache JAX was already given (`JAX_COMPILATION_CACHE_DIR`) is kept. Entries are keyed
   by the program, the compiler options, the devices and the jax/jaxlib versions, so a
-  cached program is the one that would be compiled. -> the folder, or None."""
+  cached program is the one that would be compiled. They do not name the host CPU's
+  instruction set, so the default folder has one subfolder per CPU (`host_cpu_tag`):
+  a home directory shared by AVX-512 and AVX2 machines never hands one the other's
+  code. -> the folder, or None."""
   import jax
   folder = jax.config.jax_compilation_cache_dir
   if not folder:
-    folder = os.environ.get(COMPILATION_CACHE_ENV, DEFAULT_COMPILATION_CACHE)
-    if folder.lower() in ("", "0", "off", "none"):
+    folder = os.environ.get(COMPILATION_CACHE_ENV) or os.path.join(
+        DEFAULT_COMPILATION_CACHE, host_cpu_tag())
+    if folder.lower() in ("0", "off", "none"):
       return None
     jax.config.update("jax_compilation_cache_dir", folder)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return folder
+
+
+def host_cpu_tag() -> str:
+  """A short name for this host's CPU: its model and instruction-set flags, hashed."""
+  text = platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      text += "".join(sorted({line for line in f if line.startswith(("model name", "flags"))}))
+  except OSError:
+    text += platform.processor()
+  return f"{platform.machine()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 HOST_DEVICE_FLAG = "--xla_force_host_platform_device_count"
