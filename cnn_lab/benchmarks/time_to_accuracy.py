@@ -7,7 +7,8 @@ real MNIST (`cnn_lab.data.mnist`), prepared before any clock starts (ours as its
 dataset, the peers as an .npz of the same pixels). Every run evaluates on the 10,000
 test images every `EVAL_EVERY` training steps of 128 images and at its end, and the
 suite timestamps each evaluation as its line arrives, so evaluation counts as
-training time. Per run: seconds from process start to the first evaluation at or
+training time. Every run compiles from scratch (ours gets an empty compilation cache
+each time; the launcher's cache would otherwise serve seeds 1 and 2). Per run: seconds from process start to the first evaluation at or
 above `TARGET`, seconds to the process's end, the final test accuracy, and the peak
 resident memory of the process (`VmHWM`).
 """
@@ -102,13 +103,15 @@ class _PeakMemory:
     self._thread.join()
 
 
-def run_timed(argv: list[str], pattern: re.Pattern, target: float = TARGET) -> dict:
-  """Runs `argv`, timestamping each evaluation line as it arrives.
+def run_timed(argv: list[str], pattern: re.Pattern, target: float = TARGET,
+              extra_env: dict | None = None) -> dict:
+  """Runs `argv` (with `extra_env`), timestamping each evaluation line as it arrives.
 
   -> {"reached_s", "reached_step" (None when never at `target`), "end_s",
   "final_accuracy", "evals", "peak_rss_mb", "returncode", "tail" (the last lines)}."""
   env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # a GPU is shared with this process
+  env.update(extra_env or {})
   start = time.perf_counter()
   proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, cwd=ROOT)
@@ -166,7 +169,9 @@ def suite(quick: bool = False, seeds: tuple = (0, 1, 2)):
           row["status"] = "not installed (pip install -e '.[bench]')"
         else:
           kind = "ours" if name.startswith("cnn_lab") else "peer"
-          result = run_timed(argv, EVAL_LINE[kind])
+          # every run compiles from scratch, ours too: an empty compilation cache each
+          cold = {"CNN_LAB_COMPILATION_CACHE": os.path.join(folder, f"xla_{seed}")}
+          result = run_timed(argv, EVAL_LINE[kind], extra_env=cold)
           tail = result.pop("tail")
           row.update(result, status="ok" if result["returncode"] == 0 and result["evals"]
                      else "failed: " + " | ".join(tail))
