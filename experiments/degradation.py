@@ -1,10 +1,13 @@
 r"""He et al. 2015's degradation experiment on `shapes`: plain-20/56 against ResNet-20/56,
 the same steps on the same data; one PNG of training/test error and a table.
 
-  python -m experiments.degradation --workdir=/tmp/degradation [--epochs=4]
+  python -m experiments.degradation --workdir=/tmp/degradation [--epochs=4] [--recipe=paper]
 
 Each network is trained by the one launcher's loop with experiments/configs/resnet_shapes.py
-(presets :plain, (none), :plain56, :resnet56), the same seed and data order.
+(presets :plain, (none), :plain56, :resnet56), the same seed and data order, with the
+paper's optimisation (`--recipe=paper`, the `:paper` preset: SGD with momentum,
+learning rate 0.1 divided by 10 at 1/2 and 3/4 of training) or the shapes configs'
+shared one (`--recipe=shapes`: AdamW, warmup + cosine, gradient clipping).
 """
 
 import os
@@ -22,6 +25,8 @@ from cnn_lab.viz import plot_training_error
 
 flags.DEFINE_string("workdir", None, "Parent folder; one sub-folder per network.")
 flags.DEFINE_float("epochs", 4.0, "Epochs of shapes/single_32 (6,000 images) for every network.")
+flags.DEFINE_enum("recipe", "paper", ["paper", "shapes"], "The paper's SGD recipe or the "
+                  "shapes configs' AdamW one.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -33,7 +38,8 @@ def main(argv):
   del argv
   rows, curves = [], {}
   for name, preset in RUNS.items():
-    config = load_config(f"{CONFIG}:{preset}" if preset else CONFIG)
+    presets = [p for p in (preset, FLAGS.recipe == "paper" and "paper") if p]
+    config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
     config.num_epochs = FLAGS.epochs
     workdir = os.path.join(FLAGS.workdir, name)
     start = time.perf_counter()

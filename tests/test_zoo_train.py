@@ -2,10 +2,12 @@
 
 import os
 
+import ml_collections
 import pytest
 
 from cnn_lab.train.launch import load_config
 from cnn_lab.train.loop import train_and_evaluate
+from cnn_lab.train.optim import make_schedule
 from tests.helpers import ROOT
 
 FAMILIES = ["alexnet", "vgg", "resnet", "googlenet", "mobilenet", "efficientnet"]
@@ -24,3 +26,20 @@ def test_family_trains_on_shapes(family, tmp_path):
 def test_unknown_family_preset():
   with pytest.raises(ValueError, match=r"preset: expected some of \['gpu', 'test', 'tpu', 'v1'\]"):
     load_config(os.path.join(ROOT, "experiments", "configs", "mobilenet_shapes.py:v3"))
+
+
+def test_paper_preset_is_he_et_al_sgd_recipe_and_trains(tmp_path):
+  """`:paper` (the degradation experiment's default): SGD, momentum 0.9, L2 1e-4,
+  batch 128, learning rate 0.1 / 0.01 / 0.001 at 0, 1/2 and 3/4 of training."""
+  config = load_config(os.path.join(ROOT, "experiments", "configs",
+                                    "resnet_shapes.py:plain56,paper"))
+  assert config.model.name == "plain56_cifar" and config.batch_size == 128
+  assert (config.optimizer.name, config.optimizer.momentum, config.optimizer.weight_decay,
+          config.optimizer.grad_clip_norm) == ("momentum", 0.9, 1e-4, 0.0)
+  lr = make_schedule(ml_collections.ConfigDict(
+      {**config.schedule.to_dict(), "learning_rate": config.optimizer.learning_rate}), 400)
+  assert [float(lr(s)) for s in (0, 199, 200, 299, 300)] == pytest.approx(
+      [0.1, 0.1, 0.01, 0.01, 0.001])
+  small = load_config(os.path.join(ROOT, "experiments", "configs",
+                                   "resnet_shapes.py:paper,test"))
+  assert train_and_evaluate(small, str(tmp_path))["step"] == 3
