@@ -3,8 +3,8 @@ r"""Trains a config once per seed and reports final accuracy and wall time per r
   python -m experiments.seeds --config=experiments/configs/lenet5_digits.py \
       --seeds=0,1,2 --workdir=/tmp/lenet5_seeds [--out=benchmarks/results/lenet5_digits.json]
 
-Each run is a fresh process with a fresh data dir: its wall time includes data
-preparation and compilation. Extra `--config.*` flags pass through.
+Each run is a fresh process with a fresh data dir and an empty compilation cache: its
+wall time includes data preparation and compilation. Extra `--config.*` flags pass through.
 """
 
 import os

@@ -1,5 +1,6 @@
-"""Runs the launcher once per seed, each in a fresh process with a fresh data dir, so the
-wall time includes everything a user waits for: imports, data build, compilation, training."""
+"""Runs the launcher once per seed, each in a fresh process with a fresh data dir and an
+empty compilation cache, so the wall time includes everything a user waits for on a
+first launch: imports, data build, compilation, training."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from cnn_lab.train.metrics import read_metrics
 def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str]) -> dict:
   """One launch; returns the final eval metrics and the wall seconds."""
   with tempfile.TemporaryDirectory() as data_dir:
-    env = {**os.environ, "CNN_LAB_DATA_DIR": data_dir}
+    env = {**os.environ, "CNN_LAB_DATA_DIR": data_dir,
+           "CNN_LAB_COMPILATION_CACHE": os.path.join(data_dir, "xla")}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # e.g. the test suite's shared one
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "experiments.train", f"--config={config}",
                            f"--workdir={workdir}", f"--config.seed={seed}", *extra_flags],
