@@ -65,5 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # LeNet-5 at batch 64 is dispatch-bound: on 2 CPU cores one device trains faster
       # than two (README "Performance").
       local_devices=1,
-      num_epochs=60.0, eval_every_steps=100, checkpoint_every_steps=500)
+      # 30 epochs (660 steps): on seeds 0, 1, 2 the same mean test accuracy as the 60
+      # this recipe had before (0.9954), in half the training time (README "Start-up")
+      num_epochs=30.0, eval_every_steps=100, checkpoint_every_steps=500)
   return apply_presets(c, arg, PRESETS)
