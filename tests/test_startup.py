@@ -71,6 +71,10 @@ def test_a_folder_that_cannot_be_written_is_read_without_the_cache(tmp_path, mon
   assert len(InMemorySource(source)) == len(source)
   assert not os.path.exists(cache_file(source, ("image", "label")))
   assert cache_file(object(), ("image",)) is None  # not a TFDS split: no cache
+  # TFDS's mock data names a data dir it never prepared: nothing may be written there
+  mock = type("Mock", (), {"split": "train",
+                           "dataset_info": type("Info", (), {"data_dir": str(tmp_path)})})
+  assert cache_file(mock, ("image",)) is None
 
 
 def test_the_compilation_cache_is_on_by_default_and_can_be_turned_off(monkeypatch, tmp_path):

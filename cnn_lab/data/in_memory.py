@@ -56,6 +56,8 @@ def cache_file(source, keys: tuple[str, ...]) -> str | None:
   folder = getattr(info, "data_dir", None)
   if not folder or not isinstance(split, str) or paths.is_url(str(folder)):
     return None
+  if not os.path.exists(os.path.join(str(folder), "dataset_info.json")):
+    return None  # not a prepared dataset's folder (TFDS's mock data names a fake one)
   name = re.sub(r"[^A-Za-z0-9_.+-]", "_", split) + "." + "-".join(keys) + ".npz"
   return os.path.join(str(folder), "decoded", name)
 
