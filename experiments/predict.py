@@ -44,14 +44,15 @@ def top_classes(logits: np.ndarray, k: int) -> list[tuple[int, str, float]]:
 def main(argv):
   if len(argv) < 2:
     raise fail("images", "image paths or scikit-image sample names", "none")
+  images = [(item, load_image(item)) for item in argv[1:]]  # bad input: before any fetch
   model = pretrained_model(FLAGS.model, FLAGS.weights)
   graphdef, state = nnx.split(model)
   forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
   crop, resize, interpolation = eval_transform(FLAGS.model)
   transform = dict(size=FLAGS.crop or crop, resize=FLAGS.resize or resize,
                    interpolation=FLAGS.interpolation or interpolation)
-  for item in argv[1:]:
-    logits = np.asarray(forward(state, preprocess(load_image(item), **transform)[None]))[0]
+  for item, image in images:
+    logits = np.asarray(forward(state, preprocess(image, **transform)[None]))[0]
     print(f"{item}:")
     for index, name, p in top_classes(logits, FLAGS.top):
       print(f"  {p:7.2%}  {index:4d}  {name}")
