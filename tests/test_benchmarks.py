@@ -82,7 +82,8 @@ def test_benchmark_command_prints_table_and_writes_json(tmp_path):
   bad = subprocess.run([sys.executable, "-m", "experiments.benchmark", "opz"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0
-  assert "suite: expected some of ['data', 'ops', 'peers', 'train']" in bad.stderr
+  assert ("suite: expected some of ['data', 'ops', 'peers', 'time_to_accuracy', 'train']"
+          in bad.stderr)
 
 
 def test_seed_runner_reads_the_final_eval(tmp_path):
