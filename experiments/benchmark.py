@@ -74,9 +74,14 @@ def main(argv):
   results = {"machine": info, "suites": {}}
   for name in names:
     kwargs = {"peak_gflops": info["matmul_peak_gflops"]} if name == "train" else {}
-    rows = list(available[name](quick=FLAGS.quick, **kwargs))
+    print(f"\n[{name}]", flush=True)
+    rows = []
+    for row in available[name](quick=FLAGS.quick, **kwargs):
+      rows.append(row)
+      if name in LONG:  # minutes apart: each row as it comes, and saved as it comes
+        print(format_table([row]).splitlines()[-1], flush=True)
+        save_json(FLAGS.out, {**results, "suites": {**results["suites"], name: rows}})
     results["suites"][name] = rows
-    print(f"\n[{name}]")
     print(format_table(rows))
   if "train" in names:  # a busy or throttled machine shows as a peak that moved
     info["matmul_peak_gflops_end"] = train_suite.matmul_peak_gflops(512 if FLAGS.quick else 2048)
