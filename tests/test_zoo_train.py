@@ -5,6 +5,7 @@ import os
 import ml_collections
 import pytest
 
+from cnn_lab.train.configs import validate
 from cnn_lab.train.launch import load_config
 from cnn_lab.train.loop import train_and_evaluate
 from cnn_lab.train.optim import make_schedule
@@ -28,7 +29,7 @@ def test_unknown_family_preset():
     load_config(os.path.join(ROOT, "experiments", "configs", "mobilenet_shapes.py:v3"))
 
 
-def test_paper_preset_is_he_et_al_sgd_recipe_and_trains(tmp_path):
+def test_paper_preset_is_he_et_al_sgd_recipe():
   """`:paper` (the degradation experiment's default): SGD, momentum 0.9, L2 1e-4,
   batch 128, learning rate 0.1 / 0.01 / 0.001 at 0, 1/2 and 3/4 of training."""
   config = load_config(os.path.join(ROOT, "experiments", "configs",
@@ -40,6 +41,4 @@ def test_paper_preset_is_he_et_al_sgd_recipe_and_trains(tmp_path):
       {**config.schedule.to_dict(), "learning_rate": config.optimizer.learning_rate}), 400)
   assert [float(lr(s)) for s in (0, 199, 200, 299, 300)] == pytest.approx(
       [0.1, 0.1, 0.01, 0.01, 0.001])
-  small = load_config(os.path.join(ROOT, "experiments", "configs",
-                                   "resnet_shapes.py:paper,test"))
-  assert train_and_evaluate(small, str(tmp_path))["step"] == 3
+  validate(config)  # every key one the launcher takes (training is tested per family)

@@ -157,6 +157,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
   check_model_keys(config.model)
   mesh = mesh or mesh_lib.mesh_for_batches(config.batch_size, config.eval_batch_size,
                                            local_devices=config.get("local_devices", 0))
+  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
   with phases("data"):
     train_src, train_ds, eval_ds, total_steps = input_pipelines(config, mesh, task)
     task = task.setup(train_src)  # e.g. YOLO's anchors: deterministic from the data
@@ -165,8 +166,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     tx, schedule = make_optimizer(config.optimizer, config.schedule, total_steps)
     graphdef, state = create_train_state(model, tx, jax.random.key(config.seed + 1))
     del model
-    state = jax.device_put(state, mesh_lib.replicated(mesh))
-  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
+    state = jax.device_put(state, repl)
   train_steps = jit_train_steps(graphdef, tx, task, mesh, schedule)
   eval_step = jax.jit(make_eval_step(graphdef, task), in_shardings=(repl, data_sharding),
                       out_shardings=repl)
