@@ -8,9 +8,10 @@ dataset, the peers as an .npz of the same pixels). Every run evaluates on the 10
 test images every `EVAL_EVERY` training steps of 128 images and at its end, and the
 suite timestamps each evaluation as its line arrives, so evaluation counts as
 training time. Every run compiles from scratch (ours gets an empty compilation cache
-each time; the launcher's cache would otherwise serve seeds 1 and 2). Per run: seconds from process start to the first evaluation at or
-above `TARGET`, seconds to the process's end, the final test accuracy, and the peak
-resident memory of the process (`VmHWM`).
+each time; the launcher's cache would otherwise serve seeds 1 and 2). Per run: seconds
+from process start to the first evaluation at or above `TARGET`, seconds to the
+process's end, the final test accuracy, and the peak resident memory of the process
+(`VmHWM`).
 """
 
 from __future__ import annotations
