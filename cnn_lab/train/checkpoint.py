@@ -68,11 +68,32 @@ def _quiet_orbax_errors():
       sys.excepthook, threading.excepthook, sys.unraisablehook = hooks
 
 
+def _save_replicas_in_parallel_only_across_hosts() -> None:
+  """Orbax's replica-parallel saving (its default off GPU) has each replica of a
+  replicated array write a slice of it. Across hosts that shares the writing; within one
+  process it only adds a slicing program per array shape, compiled at the first save:
+  9.2 of GoogLeNet's 11.2 s first save on 2 CPU devices went there. The files read the
+  same either way (only the chunking differs)."""
+  default, wanted = ocp.type_handlers.get_type_handler(jax.Array), jax.process_count() > 1
+  if getattr(default, "_use_replica_parallel", None) == wanted:
+    return
+  absl_logger = std_logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(std_logging.ERROR)  # orbax warns of any override, meant or not
+  try:
+    ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
+        use_replica_parallel=wanted,  # the default's metadata store kept
+        array_metadata_store=getattr(default, "_array_metadata_store", None)), override=True)
+  finally:
+    absl_logger.setLevel(level)
+
+
 class Checkpointer:
   """`save(step, state, data_state)` / `restore(abstract_state) -> (state, data_state,
   step) | None`. `read_only`: never writes, renames or deletes (inference tools)."""
 
   def __init__(self, directory: str, *, max_to_keep: int = 3, read_only: bool = False):
+    _save_replicas_in_parallel_only_across_hosts()
     self.directory = paths.resolve(directory)
     self.read_only = read_only
     options = ocp.CheckpointManagerOptions(
