@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, settings
 
 # derandomize: every run draws the same examples, so a CI result is reproducible
 # (`--hypothesis-profile=explore` draws fresh ones, with more of them).
-settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True,
                           database=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("explore", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -19,7 +19,7 @@ def test_family_trains_on_shapes(family, tmp_path):
   config = load_config(os.path.join(ROOT, "experiments", "configs",
                                     f"{family}_shapes.py:test"))
   result = train_and_evaluate(config, str(tmp_path))
-  assert result["step"] == 3 and result["eval/count"] == 1000
+  assert result["step"] == 3 and result["eval/count"] == 200
   assert 0.0 <= result["eval/accuracy"] <= 1.0
   assert os.path.exists(tmp_path / "curves.png")
 

@@ -21,11 +21,14 @@ def shapes_config(task: str = "classification", *, model: dict, size: int,
 
 
 def _test(size: int):
-  def preset(c):  # 3 steps at `size`, the smallest the model accepts, for the tests
+  def preset(c):  # 3 steps at `size`, the smallest the model accepts, for the tests;
+    # one evaluation batch (the first 200 test images): compiling is most of a test's time
     c.dataset.name, c.dataset.image_size = f"shapes/single_{size}", size
+    c.dataset.eval_split = "test[:200]"
     c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
     c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
     c.schedule.warmup_steps = 1
+    c.model.impl = "xla"  # the scratch layers compile 2x slower; tests/test_ops_* check them
   return preset
 
 

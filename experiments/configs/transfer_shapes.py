@@ -42,7 +42,8 @@ def _scratch(c):
 
 
 def _flowers(c):
-  c.dataset.update(name="tf_flowers", cache=False, train_per_class=0, image_size=160)
+  c.dataset.update(name="tf_flowers", cache=False, train_per_class=0, image_size=160,
+                   eval_split="")  # its own splits, also after :test
   c.num_train_steps = 2000
 
 

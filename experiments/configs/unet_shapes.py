@@ -28,7 +28,7 @@ def _dice(c):
 
 
 def _pets(c):
-  c.dataset.name, c.dataset.image_size, c.dataset.cache = "oxford_iiit_pet", 128, False
+  c.dataset.update(name="oxford_iiit_pet", image_size=128, cache=False, eval_split="")
   c.segmentation.update(num_classes=3, mask_key="segmentation_mask", mask_offset=-1,
                         class_names=("pet", "background", "border"))
 

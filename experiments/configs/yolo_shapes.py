@@ -22,7 +22,7 @@ def _small(c):
 
 
 def _voc(c):
-  c.dataset.name, c.dataset.image_size, c.dataset.cache = "voc/2007", 224, False
+  c.dataset.update(name="voc/2007", image_size=224, cache=False, eval_split="")  # its own
   c.detection.max_objects = 64  # VOC 2007 has up to 42 objects in an image
 
 
