@@ -101,3 +101,44 @@ def test_lenet_family_splits_and_trains_one_step(name):
   batch = {"image": jnp.ones((4, 32, 32, 1)), "label": jnp.arange(4)}
   new_state, metrics = jax.jit(make_train_step(graphdef, tx, Classification()))(state, batch)
   assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+INITIALISERS = {"lecun_normal": jax.nn.initializers.lecun_normal(),
+                "he_normal": jax.nn.initializers.he_normal(),
+                "normal": jax.nn.initializers.normal(0.01),
+                "zeros": jax.nn.initializers.zeros, "ones": jax.nn.initializers.ones}
+
+
+def _ours(name):
+  return {"lecun_normal": nn.init.lecun_normal(), "he_normal": nn.init.he_normal(),
+          "normal": nn.init.normal(0.01), "zeros": nn.init.zeros, "ones": nn.init.ones}[name]
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 16, 32), (1, 1, 96, 24), (1000, 10), (2, 5, 3)])
+def test_initialisers_are_jaxs_bit_for_bit(shape):
+  """`nn.init` draws a flat power-of-two size and keeps its first values: the same bits as
+  JAX's draw of `shape` (threefry draws each element from (key, index) alone)."""
+  key = jax.random.key(7)
+  for name, jaxs in INITIALISERS.items():
+    np.testing.assert_array_equal(_ours(name)(key, shape, jnp.float32),
+                                  jaxs(key, shape, jnp.float32), err_msg=name)
+
+
+def test_initialisers_traced_or_in_another_dtype_are_jaxs_own():
+  key, shape = jax.random.key(7), (3, 3, 4, 8)
+  for name, jaxs in INITIALISERS.items():
+    traced = lambda init: jax.jit(lambda k: init(k, shape, jnp.float32))(key)
+    np.testing.assert_array_equal(traced(_ours(name)), traced(jaxs), err_msg=name)
+    assert _ours(name)(key, shape, jnp.bfloat16).dtype == jnp.bfloat16
+
+
+def test_building_a_model_compiles_a_program_per_size_bucket_not_per_shape(caplog):
+  """GoogLeNet has 57 distinct parameter shapes; built eagerly with JAX's initialisers it
+  compiled 125 programs (24 s on 2 CPU cores), with `nn.init` about 33."""
+  import logging
+  caplog.set_level(logging.WARNING, logger="jax")
+  jax.clear_caches()
+  with jax.log_compiles(True):
+    create_model("googlenet_aux", rngs=nnx.Rngs(0), num_classes=8, input_size=32)
+  compiled = [r for r in caplog.records if "Compiling" in r.getMessage()]
+  assert len(compiled) <= 40, [r.getMessage()[:60] for r in compiled]

@@ -191,7 +191,7 @@ class FasterRCNN(nnx.Module):
     self.features = _ConvStack(in_channels, RCNN_BACKBONES[backbone], act="relu", impl=impl,
                                dtype=dtype, rngs=rngs)
     c, a = self.features.out_channels, len(anchor_sizes) * len(aspect_ratios)
-    small = lambda std: nnx.initializers.normal(std)  # torchvision's head initialisation
+    small = nn.init.normal  # torchvision's head initialisation
     self.rpn_conv = nn.Conv(c, rpn_channels, 3, kernel_init=small(0.01), impl=impl,
                             dtype=dtype, rngs=rngs)
     self.rpn_logits = nn.Conv(rpn_channels, a, 1, kernel_init=small(0.01), impl=impl,

@@ -86,7 +86,7 @@ class SparseConv(nnx.Module):
     fan_in = np.array([len(table[j]) for j in self.out_idx]) * kernel_size ** 2
     std = 1.0 / np.sqrt(fan_in)  # LeCun normal init per connection's own fan-in
     self.kernel = nnx.Param(
-        nnx.initializers.normal(1.0)(rngs.params(), (kernel_size, kernel_size,
+        nn.init.normal(1.0)(rngs.params(), (kernel_size, kernel_size,
                                                      len(self.in_idx))) * std)
     self.bias = nnx.Param(jnp.zeros((len(table),)))
     self.impl = impl

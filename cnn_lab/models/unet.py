@@ -23,7 +23,7 @@ from cnn_lab import nn
 from cnn_lab.errors import fail
 from cnn_lab.models.common import dropout
 
-he_normal = nnx.initializers.he_normal()
+he_normal = nn.init.he_normal()
 
 
 def _conv(in_features, out_features, kernel_size, padding, impl, rngs, dtype=None):

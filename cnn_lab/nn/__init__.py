@@ -2,13 +2,14 @@
 
 from flax.nnx import Dropout
 
+from cnn_lab.nn import init
 from cnn_lab.nn.blocks import ConvBNAct, SqueezeExcite, StochasticDepth, make_divisible
 from cnn_lab.nn.layers import (ACTIVATIONS, LRN, AdaptiveAvgPool, AvgPool, BatchNorm, Conv,
                                ConvTranspose, Dense, DepthwiseConv, MaxPool, activation,
                                flatten)
 from cnn_lab.nn.record import record, recording
 
-__all__ = ["Dropout", "ConvBNAct", "SqueezeExcite", "StochasticDepth", "make_divisible",
+__all__ = ["init", "Dropout", "ConvBNAct", "SqueezeExcite", "StochasticDepth", "make_divisible",
            "ACTIVATIONS", "LRN", "AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv",
            "ConvTranspose", "Dense", "DepthwiseConv", "MaxPool", "activation", "flatten",
            "record", "recording"]

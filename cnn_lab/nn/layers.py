@@ -15,11 +15,12 @@ from flax import nnx
 
 from cnn_lab import ops
 from cnn_lab.errors import fail
+from cnn_lab.nn import init
 from cnn_lab.nn.record import record
 from cnn_lab.ops._checks import tuple_arg
 
-default_kernel_init = nnx.initializers.lecun_normal()
-zeros = nnx.initializers.zeros_init()
+default_kernel_init = init.lecun_normal()  # flax's default, bit for bit (`cnn_lab.nn.init`)
+zeros = init.zeros
 
 
 def _check_channels(x, expected: int) -> None:
@@ -207,6 +208,7 @@ class BatchNorm(nnx.BatchNorm):
 
   def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
                dtype=None, rngs: nnx.Rngs, **kwargs):
+    kwargs = {"scale_init": init.ones, "bias_init": init.zeros, **kwargs}
     super().__init__(num_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
                      rngs=rngs, **kwargs)
 
