@@ -38,8 +38,13 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def data_dir(tmp_path_factory):
-  """One fresh TFDS data dir per test session: the embedded datasets are built from scratch."""
-  path = str(tmp_path_factory.mktemp("tfds"))
+  """One fresh TFDS data dir per test session, shared by its xdist workers: the embedded
+  datasets are built from scratch, once (their preparation lock makes sharing safe; each
+  worker built its own shapes, faces and digits before)."""
+  session = tmp_path_factory.getbasetemp()
+  session = session.parent if os.environ.get("PYTEST_XDIST_WORKER") else session
+  path = str(session / "tfds")
+  os.makedirs(path, exist_ok=True)
   os.environ["CNN_LAB_DATA_DIR"] = path
   return path
 

@@ -27,7 +27,7 @@ from cnn_lab.train import mesh as mesh_lib
 
 # ours, image size, channels, batch, classes
 CASES = (("lenet5_modern", 32, 1, 128, 10), ("resnet20_cifar", 32, 3, 128, 10))
-QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10), ("resnet20_cifar", 16, 3, 8, 10))
+QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10),)  # the tests: one model is enough
 
 
 # ---------------------------------------------------------------------------- ours
