@@ -142,3 +142,18 @@ def test_building_a_model_compiles_a_program_per_size_bucket_not_per_shape(caplo
     create_model("googlenet_aux", rngs=nnx.Rngs(0), num_classes=8, input_size=32)
   compiled = [r for r in caplog.records if "Compiling" in r.getMessage()]
   assert len(compiled) <= 40, [r.getMessage()[:60] for r in compiled]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
+def test_zero_init_residual_starts_each_residual_block_as_the_identity(name):
+  """`zero_init_residual`: the last BatchNorm of every residual branch starts at scale 0,
+  so each block with a shortcut returns its input (the others are unchanged)."""
+  model = create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32,
+                       zero_init_residual=True)
+  plain = create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32)
+  residual = [i for i, b in enumerate(model.blocks) if b.use_residual]
+  assert residual and all(not model.blocks[i].project.bn.scale[...].any() for i in residual)
+  block = model.blocks[residual[0]]
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, block.project.conv.out_features))
+  np.testing.assert_array_equal(block(x), x)
+  assert plain.blocks[residual[0]].project.bn.scale[...].all()

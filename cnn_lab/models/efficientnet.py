@@ -50,7 +50,7 @@ def compound_coefficients(phi: float, alpha: float = 1.2, beta: float = 1.1,
 
 class MBConv(nnx.Module):
   def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expansion: int,
-               drop_rate: float, **kw):
+               drop_rate: float, *, zero_init_residual: bool = False, **kw):
     hidden = nn.make_divisible(c_in * expansion)
     self.expand = nn.ConvBNAct(c_in, hidden, 1, act="swish", **kw) \
         if hidden != c_in else None
@@ -59,6 +59,8 @@ class MBConv(nnx.Module):
     self.se = nn.SqueezeExcite(hidden, max(1, c_in // 4), dtype=kw["dtype"], rngs=kw["rngs"])
     self.project = nn.ConvBNAct(hidden, c_out, 1, act="identity", **kw)
     self.use_residual = stride == 1 and c_in == c_out
+    if zero_init_residual and self.use_residual:
+      nn.zero_last_scale(self.project)
     self.drop_path = nn.StochasticDepth(drop_rate)
 
   def __call__(self, x, *, train: bool = False, rngs=None):
@@ -73,7 +75,8 @@ class EfficientNet(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, width: float = 1.0, depth: float = 1.0,
                dropout_rate: float = 0.2, stochastic_depth: float = 0.2, in_channels: int = 3,
                input_size: int = 224, bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
-               impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+               impl: str = "xla", zero_init_residual: bool = False, dtype=None,
+               rngs: nnx.Rngs):
     check_input_size(input_size, 32, "EfficientNet (five halvings)")
     kw = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, impl=impl, dtype=dtype,
               rngs=rngs)
@@ -86,7 +89,8 @@ class EfficientNet(nnx.Module):
     for t, k, s, c_in, c_out, n in stages:
       for i in range(n):
         blocks.append(MBConv(c_in if i == 0 else c_out, c_out, k, s if i == 0 else 1, t,
-                             stochastic_depth * index / total, **kw))
+                             stochastic_depth * index / total,
+                             zero_init_residual=zero_init_residual, **kw))
         index += 1
     self.blocks = nnx.List(blocks)
     last = 4 * stages[-1][4]

@@ -51,13 +51,16 @@ class MobileNetV1(nnx.Module):
 class InvertedResidual(nnx.Module):
   """1x1 expand (t > 1) -> 3x3 depthwise (stride) -> 1x1 linear projection; + x if shapes match."""
 
-  def __init__(self, c_in: int, c_out: int, stride: int, expansion: int, **kw):
+  def __init__(self, c_in: int, c_out: int, stride: int, expansion: int, *,
+               zero_init_residual: bool = False, **kw):
     hidden = c_in * expansion
     self.expand = nn.ConvBNAct(c_in, hidden, 1, act="relu6", **kw) if expansion != 1 else None
     self.depthwise = nn.ConvBNAct(hidden, hidden, 3, stride=stride, groups=hidden,
                                   act="relu6", **kw)
     self.project = nn.ConvBNAct(hidden, c_out, 1, act="identity", **kw)
     self.use_residual = stride == 1 and c_in == c_out
+    if zero_init_residual and self.use_residual:
+      nn.zero_last_scale(self.project)
 
   def __call__(self, x, *, train: bool = False):
     y = x if self.expand is None else self.expand(x, train=train)
@@ -68,7 +71,7 @@ class InvertedResidual(nnx.Module):
 class MobileNetV2(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, width: float = 1.0, in_channels: int = 3,
                input_size: int = 224, dropout_rate: float = 0.2, impl: str = "xla",
-               dtype=None, rngs: nnx.Rngs):
+               zero_init_residual: bool = False, dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV2 (five halvings)")
     kw = dict(impl=impl, dtype=dtype, rngs=rngs)
     c = nn.make_divisible(32 * width)
@@ -78,7 +81,8 @@ class MobileNetV2(nnx.Module):
     for t, channels, n, s in V2_SETTINGS:
       out = nn.make_divisible(channels * width)
       for i in range(n):
-        blocks.append(InvertedResidual(c, out, s if i == 0 else 1, t, **kw))
+        blocks.append(InvertedResidual(c, out, s if i == 0 else 1, t,
+                                       zero_init_residual=zero_init_residual, **kw))
         c = out
     self.blocks = nnx.List(blocks)
     self.head = nn.ConvBNAct(c, self.last_channels, 1, act="relu6", **kw)

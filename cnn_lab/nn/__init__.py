@@ -3,7 +3,8 @@
 from flax.nnx import Dropout
 
 from cnn_lab.nn import init
-from cnn_lab.nn.blocks import ConvBNAct, SqueezeExcite, StochasticDepth, make_divisible
+from cnn_lab.nn.blocks import (ConvBNAct, SqueezeExcite, StochasticDepth, make_divisible,
+                               zero_last_scale)
 from cnn_lab.nn.layers import (ACTIVATIONS, LRN, AdaptiveAvgPool, AvgPool, BatchNorm, Conv,
                                ConvTranspose, Dense, DepthwiseConv, MaxPool, activation,
                                flatten)
@@ -12,4 +13,4 @@ from cnn_lab.nn.record import record, recording
 __all__ = ["init", "Dropout", "ConvBNAct", "SqueezeExcite", "StochasticDepth", "make_divisible",
            "ACTIVATIONS", "LRN", "AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv",
            "ConvTranspose", "Dense", "DepthwiseConv", "MaxPool", "activation", "flatten",
-           "record", "recording"]
+           "record", "recording", "zero_last_scale"]

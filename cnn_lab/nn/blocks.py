@@ -40,6 +40,13 @@ class ConvBNAct(nnx.Module):
     return self.act(self.bn(self.conv(x), train=train))
 
 
+def zero_last_scale(block: ConvBNAct) -> None:
+  """Sets `block`'s BatchNorm scale to 0, so that a residual branch ending in it starts
+  as nothing and its block as the identity (Goyal et al. 2017; torchvision's
+  `zero_init_residual`)."""
+  block.bn.scale[...] = jnp.zeros_like(block.bn.scale[...])
+
+
 class SqueezeExcite(nnx.Module):
   """Channel attention: global average -> 1x1 conv (reduce) -> act -> 1x1 conv -> gate
   (EfficientNet: swish and sigmoid; MobileNetV3: relu and hardsigmoid)."""
