@@ -2,6 +2,7 @@
 compilation cache, and the closing line that says where the time went."""
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -101,7 +102,9 @@ def test_the_compilation_cache_is_on_by_default_and_can_be_turned_off(monkeypatc
       jax.config.update(k, v)
 
 
-def test_phases_sum_their_visits_and_name_the_start_up():
+def test_phases_sum_their_visits_and_name_the_start_up(monkeypatch):
+  from cnn_lab.train import phases as phases_module
+  monkeypatch.setattr(phases_module, "_START_UP_CLAIMED", False)  # as in a fresh process
   phases = Phases()
   for _ in range(3):
     with phases("training"):
@@ -113,3 +116,8 @@ def test_phases_sum_their_visits_and_name_the_start_up():
   assert line.split(": ", 1)[1].startswith("start-up ")
   assert "training 0.0 s, evaluation 0.0 s, other " in line
   assert 0 < process_seconds() < 24 * 3600
+  later = Phases()  # a second run in the process: from its own beginning, no start-up
+  with later("training"):
+    pass
+  assert re.fullmatch(r"[\d.]+ s since this run began: training [\d.]+ s, other [\d.]+ s",
+                      later.summary())

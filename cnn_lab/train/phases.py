@@ -20,12 +20,22 @@ def process_seconds() -> float | None:
   return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+_START_UP_CLAIMED = False  # whether a run of this process has reported its start-up
+
+
 class Phases:
-  """Seconds per named phase, summed over its visits: `with phases("data"): ...`."""
+  """Seconds per named phase, summed over its visits: `with phases("data"): ...`.
+
+  The first run of a process counts from the process's start (its start-up: imports,
+  flags, config, workdir); a later one (`experiments.degradation` trains four) from its
+  own beginning, or the runs before it would be reported as its start-up."""
 
   def __init__(self):
+    global _START_UP_CLAIMED
     self.seconds: dict[str, float] = {}
-    self.started = process_seconds()  # the start-up: imports, flags, config, workdir
+    self.started = None if _START_UP_CLAIMED else process_seconds()
+    self.origin = 0.0 if self.started is not None else process_seconds()
+    _START_UP_CLAIMED = True
 
   @contextlib.contextmanager
   def __call__(self, name: str):
@@ -40,9 +50,11 @@ class Phases:
     parts = dict(self.seconds)
     if self.started is not None:
       parts = {"start-up": self.started, **parts}
-    total = process_seconds()
-    if total is not None:
-      parts["other"] = max(0.0, total - sum(parts.values()))
+    now = process_seconds()
+    if now is None or self.origin is None:
+      return ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+    total = now - self.origin
+    parts["other"] = max(0.0, total - sum(parts.values()))
     named = ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
-    return f"{total:.1f} s since the process started: {named}" if total is not None \
-        else named
+    since = "the process started" if self.started is not None else "this run began"
+    return f"{total:.1f} s since {since}: {named}"
