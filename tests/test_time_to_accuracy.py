@@ -86,9 +86,11 @@ def test_suite_rows_summary_and_a_peer_that_is_not_installed(monkeypatch, tmp_pa
 
 
 def test_keras_missing_makes_its_command_none(monkeypatch):
-  monkeypatch.setattr(tta, "installed", lambda module: module != "keras")
+  monkeypatch.setattr(tta, "keras_installed", lambda: False)
   argv = tta.commands(1, "a.npz", "/tmp/w", quick=True)
   assert argv["keras (mnist_convnet)"] is None
   ours = argv["cnn_lab (lenet5_mnist.py)"]
   assert "--config.seed=1" in ours and "--config.num_train_steps=20" in ours
   assert argv["flax (examples/mnist)"][-5:] == ["flax", "1", "10", "20", "a.npz"]
+  on_gpu = tta.commands(1, "a.npz", "/tmp/w", quick=False, accelerator=True)
+  assert "--config.eval_every_steps=25" in on_gpu["cnn_lab (lenet5_mnist.py)"]  # 512 a batch

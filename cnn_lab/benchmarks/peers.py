@@ -13,6 +13,7 @@ launcher's (`global_batch` + jitted, donated `train_steps`, one step a dispatch)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import time
@@ -48,15 +49,20 @@ def ours_step(model: str, size: int, channels: int, classes: int, images, labels
 
 # --------------------------------------------------------------------------- Keras
 
+def keras_installed() -> bool:
+  """Whether Keras is installed, without importing it (that takes seconds): the one
+  check of the suites that run it (here, and `time_to_accuracy` in a subprocess)."""
+  return importlib.util.find_spec("keras") is not None
+
+
 def _keras():
   """Keras 3 on its JAX backend, or None when it is not installed."""
   backend = os.environ.setdefault("KERAS_BACKEND", "jax")
   if backend != "jax":
     raise fail("KERAS_BACKEND", "'jax' for the peers suite", backend)
-  try:
-    import keras
-  except ImportError:
+  if not keras_installed():
     return None
+  import keras
   return keras
 
 

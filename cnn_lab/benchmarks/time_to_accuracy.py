@@ -16,7 +16,6 @@ process's end, the final test accuracy, and the peak resident memory of the proc
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import statistics
@@ -29,11 +28,14 @@ import time
 import jax
 import numpy as np
 
+from cnn_lab.benchmarks.peers import keras_installed
 from cnn_lab.data import datasets
 from cnn_lab.data.mnist import pickle_path, read_pickle
+from cnn_lab.train.launch import load_config
 
 TARGET = 0.99
-EVAL_EVERY = 100  # training steps (batch 128 for every contender: 12,800 images)
+EVAL_EVERY = 100  # training steps of the examples' batch: 12,800 images
+PEER_BATCH = 128  # both examples' batch size, and our recommended config's on CPU
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
 OURS = "lenet5_mnist.py"  # the config we recommend for MNIST
@@ -54,25 +56,21 @@ def write_arrays(folder: str) -> str:
 def commands(seed: int, arrays: str, workdir: str, quick: bool,
              accelerator: bool = False) -> dict:
   """{framework: argv} for one seed (a framework that is not installed: None). On an
-  accelerator ours runs its `:gpu` preset (4x the batch: evaluated every quarter as
-  many steps, the same 12,800 images apart)."""
+  accelerator ours runs its `:gpu` preset, evaluated as many images apart as the
+  examples' batches of `PEER_BATCH` (every 25 steps of 512 for every 100 of 128)."""
   every, max_steps = (10, 20) if quick else (EVAL_EVERY, 0)
   peer = lambda name: [sys.executable, "-m", "cnn_lab.benchmarks.mnist_examples", name,
                        str(seed), str(every), str(max_steps), arrays]
-  ours_every = max(1, every // 4) if accelerator else every
-  ours = [sys.executable, "-m", "experiments.train",
-          f"--config={CONFIGS}/{OURS}" + (":gpu" if accelerator else ""),
+  config = f"{CONFIGS}/{OURS}" + (":gpu" if accelerator else "")
+  ours_every = max(1, every * PEER_BATCH // load_config(config).batch_size)
+  ours = [sys.executable, "-m", "experiments.train", f"--config={config}",
           f"--workdir={workdir}/ours_{seed}", f"--config.seed={seed}",
           f"--config.eval_every_steps={ours_every}", f"--config.log_every_steps={ours_every}"]
   if quick:
     ours.append(f"--config.num_train_steps={max_steps}")
   return {"flax (examples/mnist)": peer("flax"),
-          "keras (mnist_convnet)": peer("keras") if installed("keras") else None,
+          "keras (mnist_convnet)": peer("keras") if keras_installed() else None,
           f"cnn_lab ({OURS})": ours}
-
-
-def installed(module: str) -> bool:
-  return importlib.util.find_spec(module) is not None
 
 
 class _PeakMemory:
