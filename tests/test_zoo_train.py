@@ -30,7 +30,7 @@ def test_unknown_family_preset():
 
 
 def test_paper_preset_is_he_et_al_sgd_recipe():
-  """`:paper` (the degradation experiment's default): SGD, momentum 0.9, L2 1e-4,
+  """`:paper` (`experiments.degradation --recipe=paper`): SGD, momentum 0.9, L2 1e-4,
   batch 128, learning rate 0.1 / 0.01 / 0.001 at 0, 1/2 and 3/4 of training."""
   config = load_config(os.path.join(ROOT, "experiments", "configs",
                                     "resnet_shapes.py:plain56,paper"))
