@@ -8,6 +8,8 @@ average pool, dropout, FC. Channels scale by the width coefficient and round to
 multiples of 8; repeats scale by the depth coefficient and round up.
 
 Parameters: B0 5,288,548 ... B7 66,347,960 (torchvision). Minimum input: 32.
+`zero_init_residual` starts each block with a shortcut as the identity (the last
+BatchNorm's scale at 0), as torchvision's ResNet option of that name; off by default.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class SparseConv(nnx.Module):
     std = 1.0 / np.sqrt(fan_in)  # LeCun normal init per connection's own fan-in
     self.kernel = nnx.Param(
         nn.init.normal(1.0)(rngs.params(), (kernel_size, kernel_size,
-                                                     len(self.in_idx))) * std)
+                                            len(self.in_idx))) * std)
     self.bias = nnx.Param(jnp.zeros((len(table),)))
     self.impl = impl
 

@@ -9,6 +9,8 @@ V2 (torchvision): 3x3/2 conv 32, inverted residual blocks (1x1 expansion by t,
 3x3 depthwise, linear 1x1 projection; ReLU6; a shortcut when the shape allows),
 1x1 conv 1280, global average pool, dropout 0.2, FC. 3,504,872 parameters.
 Channels are rounded to multiples of 8. Minimum input: 32 (five halvings).
+`zero_init_residual` starts each block with a shortcut as the identity (the last
+BatchNorm's scale at 0), as torchvision's ResNet option of that name; off by default.
 """
 
 from __future__ import annotations
