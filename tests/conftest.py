@@ -128,3 +128,16 @@ def pytest_terminal_summary(terminalreporter):
         f"peak memory per test worker: {', '.join(f'{p:.2f}' for p in sorted(_PEAKS))} GiB "
         f"(budget {MEMORY_BUDGET_GIB} GiB; subprocesses not included); raised most by: "
         + ", ".join(f"{test} (+{gib:.2f})" for gib, test in sorted(_RAISES, reverse=True)[:5]))
+
+
+# ------------------------------------------------ the heaviest modules first
+# Under xdist the tests are handed out in collection order; the zoo's family tests
+# (alphabetically last, 15-60 s each, mostly compiling) left one worker finishing them
+# while the other idled. Heavy modules first, light ones filling in at the end.
+HEAVY_FIRST = ("test_zoo_train.py", "test_faces.py", "test_detection.py",
+               "test_segmentation.py", "test_scale.py", "test_visualize.py", "test_style.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(HEAVY_FIRST)))  # stable

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cnn_lab.viz.curves import save_figure  # noqa: E402
+from cnn_lab.viz.curves import pyplot, save_figure
 
 
 def plot_misclassified(images, truth, predicted, confidence, path: str, *,
@@ -17,7 +13,7 @@ def plot_misclassified(images, truth, predicted, confidence, path: str, *,
   titled `truth -> predicted (confidence)`, in the order given."""
   images = np.asarray(images, np.float32)
   rows = max(1, -(-len(images) // columns))
-  fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns, 1.45 * rows + 0.4),
+  fig, axes = pyplot().subplots(rows, columns, figsize=(1.25 * columns, 1.45 * rows + 0.4),
                            squeeze=False)
   for ax in axes.flat:
     ax.axis("off")
@@ -42,7 +38,7 @@ def plot_confusion(matrix, path: str, *, names=None, title: str = "") -> str:
   names = list(names or range(k))
   errors = matrix.copy()
   np.fill_diagonal(errors, 0)
-  fig, ax = plt.subplots(figsize=(0.5 * k + 2.2, 0.5 * k + 1.6))
+  fig, ax = pyplot().subplots(figsize=(0.5 * k + 2.2, 0.5 * k + 1.6))
   ax.imshow(errors, cmap="Reds")
   dark = 0.6 * max(int(errors.max()), 1)
   for i in range(k):
