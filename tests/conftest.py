@@ -131,9 +131,10 @@ def pytest_terminal_summary(terminalreporter):
 
 
 # ------------------------------------------------ the heaviest modules first
-# Under xdist the tests are handed out in collection order; the zoo's family tests
-# (alphabetically last, 15-60 s each, mostly compiling) left one worker finishing them
-# while the other idled. Heavy modules first, light ones filling in at the end.
+# Under xdist the tests are handed out in collection order; with the slow modules first
+# (the zoo's family tests, 15-60 s each, were alphabetically last) the light tests fill
+# in at the end rather than a slow one running alone. Measured: 871 s before, 868 s
+# after (within this machine's run-to-run noise), so a safeguard more than a gain.
 HEAVY_FIRST = ("test_zoo_train.py", "test_faces.py", "test_detection.py",
                "test_segmentation.py", "test_scale.py", "test_visualize.py", "test_style.py")
 
