@@ -6,12 +6,12 @@ Command:
 Trains `mobilenet_v2` on embedded `shapes` classification (8 classes) at 64x64.
 Measured with --config.num_epochs=3 (seed 0): 0.338 in 186 s on 2 CPU cores; the
 recipe is not tuned for MobileNetV2 yet. What is known (3 epochs, seed 0, one change
-each): the network underfits rather than overfits (training accuracy 0.46, test 0.37
-at the end with zero_init_residual: it learns too slowly); a smaller
-learning rate is worse (5e-4: 0.182), 20 warm-up steps better (0.380), no gradient
-clipping worse (0.256), SGD 0.05 worse (0.148), --config.model.zero_init_residual=True
-slightly better (0.367); 6 epochs with rotation/scale/shift augmentation 0.691. The
-scratch depthwise path equals XLA's in float64 (gradients within 3e-14).
+each): the network underfits rather than overfits, it learns too slowly (training
+accuracy 0.46, test 0.37 at the end with zero_init_residual); a smaller learning rate
+is worse (5e-4: 0.182), 20 warm-up steps better (0.380), no gradient clipping worse
+(0.256), SGD 0.05 worse (0.148), --config.model.zero_init_residual=True slightly better
+(0.367); 6 epochs with rotation/scale/shift augmentation 0.691. The scratch depthwise
+path equals XLA's in float64 (gradients within 3e-14).
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md), :v1.
 """
 
