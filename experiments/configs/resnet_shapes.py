@@ -4,7 +4,8 @@ Command:
   python -m experiments.train --config=experiments/configs/resnet_shapes.py --workdir=/tmp/resnet_shapes
 
 Trains `resnet20_cifar` (shortcut option A) on embedded `shapes` classification
-(8 classes) at 32x32. Measured (seed 0, default config): test accuracy 0.992 in 208 s wall on 2 CPU cores.
+(8 classes) at 32x32. Measured (default config, seeds 0, 1, 2, `experiments.seeds`): test
+accuracy 0.990, 0.992, 0.988 (mean 0.990 +- 0.002), 162-231 s wall a run on 2 CPU cores.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md); :plain (plain-20);
 :resnet56 and :plain56 (the degradation experiment's deeper pair); :resnet18
 (torchvision's ImageNet layout, at 64x64); :paper (He et al.'s SGD recipe, for
