@@ -17,7 +17,6 @@ A workdir whose run finished is reused; delete it to measure again.
 import json
 import os
 
-import matplotlib
 import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw
@@ -31,8 +30,7 @@ from cnn_lab.eval.verification import identify
 from cnn_lab.train import launch
 from cnn_lab.train.restore import embedder, load_run
 from cnn_lab.viz import grid
-
-matplotlib.use("Agg")
+from cnn_lab.viz.curves import pyplot, save_figure
 
 flags.DEFINE_string("workdir", "/tmp/face_objectives", "Where each objective's run goes.")
 flags.DEFINE_string("out", "docs/figures/faces", "Where the table and figures go.")
@@ -63,7 +61,7 @@ def embed(run, x, batch: int = 200) -> np.ndarray:
 
 def plot_embeddings(panels: dict, labels: np.ndarray, path: str, identities: int = 12):
   """One PCA scatter per objective of the test photographs of `identities` people."""
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   people = np.unique(labels[labels >= 600])[:identities]
   fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
   colours = plt.get_cmap("tab20")(np.linspace(0, 1, identities))
@@ -81,8 +79,7 @@ def plot_embeddings(panels: dict, labels: np.ndarray, path: str, identities: int
   fig.suptitle(f"test photographs of {identities} held-out identities (PCA of the "
                "128-d embeddings; one colour per person)")
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
+  save_figure(fig, path, dpi=90)
 
 
 def draw_identified(run, emb, images, labels, threshold, path, count: int = 16):

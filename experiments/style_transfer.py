@@ -13,19 +13,16 @@ and the end and the iterations per second (compilation excluded).
 import json
 import os
 
-import matplotlib
 import numpy as np
 from absl import flags
 from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from cnn_lab.data.images import load_image  # noqa: E402
-from cnn_lab.style import EXTRACTORS, make_extractor, run_style_transfer  # noqa: E402
-from cnn_lab.train import launch  # noqa: E402
-from cnn_lab.train.metrics import Progress  # noqa: E402
-from cnn_lab.viz import grid  # noqa: E402
+from cnn_lab.data.images import load_image
+from cnn_lab.style import EXTRACTORS, make_extractor, run_style_transfer
+from cnn_lab.train import launch
+from cnn_lab.train.metrics import Progress
+from cnn_lab.viz import grid
+from cnn_lab.viz.curves import pyplot, save_figure
 
 flags.DEFINE_string("content", "chelsea", "Content image (file or scikit-image sample).")
 flags.DEFINE_string("style", "immunohistochemistry", "Style image (file or sample).")
@@ -92,7 +89,7 @@ def main(argv):
   to_image(result.image).save(os.path.join(FLAGS.workdir, "final.png"))
   grid([to_image(a) for _, a in result.snapshots], columns=len(result.snapshots)).save(
       os.path.join(FLAGS.workdir, "strip.png"))
-  fig, ax = plt.subplots(figsize=(6, 3.6))
+  fig, ax = pyplot().subplots(figsize=(6, 3.6))
   steps = [h["step"] for h in result.history]
   for key, label in (("total", "total"), ("content", "J_content"), ("style", "J_style")):
     ax.plot(steps, [h[key] for h in result.history], label=label)
@@ -102,8 +99,7 @@ def main(argv):
   ax.legend()
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(os.path.join(FLAGS.workdir, "costs.png"), dpi=110)
-  plt.close(fig)
+  save_figure(fig, os.path.join(FLAGS.workdir, "costs.png"))
   first, last = result.history[0], result.history[-1]
   rate = result.steps / result.seconds
   summary = {"extractor": FLAGS.extractor, "pretrained": extractor.pretrained,

@@ -14,7 +14,7 @@ def plot_misclassified(images, truth, predicted, confidence, path: str, *,
   images = np.asarray(images, np.float32)
   rows = max(1, -(-len(images) // columns))
   fig, axes = pyplot().subplots(rows, columns, figsize=(1.25 * columns, 1.45 * rows + 0.4),
-                           squeeze=False)
+                                squeeze=False)
   for ax in axes.flat:
     ax.axis("off")
   for ax, image, t, p, c in zip(axes.flat, images, truth, predicted, confidence):
