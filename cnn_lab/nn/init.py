@@ -50,9 +50,12 @@ def _bucketed(key, shape: tuple, distribution: str, dtype) -> np.ndarray | None:
 
 
 def variance_scaling(scale: float, mode: str, distribution: str):
-  """`jax.nn.initializers.variance_scaling(scale, mode, distribution)` for `mode` fan_in
-  or fan_out and a (truncated) normal `distribution`, kernels `[..., in, out]`."""
+  """`jax.nn.initializers.variance_scaling(scale, mode, distribution)`, kernels
+  `[..., in, out]`; bucketed for `mode` fan_in or fan_out and a (truncated) normal
+  `distribution`, JAX's own initialiser for the others."""
   reference = jax.nn.initializers.variance_scaling(scale, mode, distribution)
+  if mode not in ("fan_in", "fan_out") or distribution not in ("normal", "truncated_normal"):
+    return reference
 
   def init(key, shape, dtype=jnp.float32):
     shape = tuple(shape)
