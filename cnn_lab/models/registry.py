@@ -27,6 +27,26 @@ def _face_embedder(**kwargs):
 _REGISTRY["face_embedder"] = _face_embedder  # a zoo backbone with an embedding head
 
 
+def _host_counted_rngs() -> nnx.Rngs:
+  """`nnx.Rngs(0)` whose streams count their draws in numpy, for building under a trace.
+
+  A stream's count is a JAX array; under `nnx.eval_shape` each draw stages `count + 1`,
+  and flax's store of it asks the new tracer for its sharding, whose error message walks
+  the whole trace so far (jax `_origin_msg`): building EfficientNet-B7 abstractly took
+  9.4 s, 1.6 s with host counts. The keys drawn are the same (`fold_in(key, n)`)."""
+  rngs = nnx.Rngs(0)
+  for stream in vars(rngs).values():
+    if isinstance(stream, nnx.RngStream):
+      stream.count = nnx.RngCount(np.zeros(stream.count.shape, np.uint32), tag=stream.tag)
+  return rngs
+
+
+def abstract_model(factory) -> nnx.Module:
+  """`factory(rngs=...)`'s model with shapes and dtypes only: nothing allocated or
+  compiled (`nnx.eval_shape`)."""
+  return nnx.eval_shape(lambda: factory(rngs=_host_counted_rngs()))
+
+
 def list_models() -> list[str]:
   return sorted(_REGISTRY)
 
@@ -41,7 +61,7 @@ def model_options(name: str) -> tuple[str, ...] | None:
   names = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
   if any(p.kind is p.VAR_KEYWORD for p in params.values()):
     try:
-      built = nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0)))
+      built = abstract_model(factory)
     except TypeError:  # a required argument: the family cannot be told this way
       return None
     names |= {k for k, p in inspect.signature(type(built).__init__).parameters.items()
@@ -64,7 +84,7 @@ def create_model(name: str, *, rngs: nnx.Rngs, abstract: bool = False,
   about to replace."""
   check_name(name)
   if abstract:  # the streams are made inside the trace: none of its values survive
-    return nnx.eval_shape(lambda: _REGISTRY[name](rngs=nnx.Rngs(0), **kwargs))
+    return abstract_model(functools.partial(_REGISTRY[name], **kwargs))
   return _REGISTRY[name](rngs=rngs, **kwargs)
 
 
@@ -81,7 +101,8 @@ def check_concrete(model: nnx.Module, source: str) -> nnx.Module:
 
 def param_count(name_or_factory, filter_=nnx.Param, **kwargs) -> int:
   """Number of parameters (BatchNorm statistics excluded), without allocating them."""
-  factory = name_or_factory if callable(name_or_factory) else \
-      lambda: create_model(name_or_factory, rngs=nnx.Rngs(0), **kwargs)
-  abstract = nnx.eval_shape(factory)
+  if callable(name_or_factory):
+    abstract = nnx.eval_shape(name_or_factory)
+  else:
+    abstract = create_model(name_or_factory, rngs=None, abstract=True, **kwargs)
   return int(sum(np.prod(v.shape) for v in jax.tree.leaves(nnx.state(abstract, filter_))))

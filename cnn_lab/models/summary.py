@@ -96,9 +96,8 @@ def trace_rows(model: nnx.Module, input_shape, **call_kwargs) -> tuple[list[Row]
 def summarize(name: str, input_shape=None, num_classes: int = 1000, **kwargs) -> dict:
   """-> {"model", "input_shape", "rows", "params", "macs", "output_shape"}."""
   h, w, c = input_shape or default_input_shape(name)
-  model = nnx.eval_shape(lambda: create_model(name, rngs=nnx.Rngs(0), num_classes=num_classes,
-                                              in_channels=c, input_size=h if h == w else (h, w),
-                                              **kwargs))
+  model = create_model(name, rngs=None, abstract=True, num_classes=num_classes,
+                       in_channels=c, input_size=h if h == w else (h, w), **kwargs)
   rows, out = trace_rows(model, (h, w, c))
   return {"model": name, "input_shape": (h, w, c), "rows": rows,
           "params": _own_params(model), "macs": sum(r.macs for r in rows),
