@@ -5,14 +5,16 @@ digits, 43 writers), so the dataset is prepared offline in well under a second.
 Pixel counts 0..16 are rescaled to uint8 0..255. A fixed stratified split holds
 out 360 images (20%, 35 to 37 per class) as `test`; the other 1,437 are `train`.
 
-Features are `tfds.features.Tensor` (not `Image`) so that preparing needs no
-TensorFlow: there is nothing to encode.
+Images are raw-byte `tfds.features.Tensor`s (`cnn_lab.data.features.pixels`), not
+`Image`s, so that preparing needs no TensorFlow: there is nothing to encode.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from cnn_lab.data.features import pixels
 
 TEST_SIZE = 360
 SPLIT_SEED = 0
@@ -31,15 +33,16 @@ def split_indices() -> dict[str, np.ndarray]:
 class Digits(tfds.core.GeneratorBasedBuilder):
   """scikit-learn's handwritten digits, 8x8x1 uint8, 10 classes."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Stratified 1,437 / 360 split of sklearn.datasets.load_digits."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Stratified 1,437 / 360 split of sklearn.datasets.load_digits.",
+                   "1.1.0": "Images stored as raw bytes (same values)."}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+            "image": pixels((8, 8, 1)),
             "label": tfds.features.ClassLabel(num_classes=10),
         }),
         supervised_keys=("image", "label"),

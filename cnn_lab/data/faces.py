@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
+from cnn_lab.data.features import pixels
 from cnn_lab.data.shapes import background
 
 SPLITS = {"train": (0, 500, 12), "validation": (500, 100, 6), "test": (600, 200, 6)}
@@ -209,16 +210,20 @@ class FacesConfig(tfds.core.BuilderConfig):
 class Faces(tfds.core.GeneratorBasedBuilder):
   """Procedural identities for face verification and one-shot recognition."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "800 identities in disjoint train/validation/test splits."}
-  BUILDER_CONFIGS = [FacesConfig(name="64", size=64), FacesConfig(name="96", size=96)]
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "800 identities in disjoint train/validation/test splits.",
+                   "1.1.0": "Images stored as raw bytes (same values); faces/32."}
+  # 32: the size the default recipe trains at, 4x cheaper to prepare than 64 (the tests'
+  # preset uses it); 64 and 96 keep detail to downsample or crop from.
+  BUILDER_CONFIGS = [FacesConfig(name="64", size=64), FacesConfig(name="96", size=96),
+                     FacesConfig(name="32", size=32)]
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.size
     return tfds.core.DatasetInfo(
         builder=self, description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8),
+            "image": pixels((s, s, 3)),
             "label": tfds.features.ClassLabel(num_classes=NUM_IDENTITIES),
         }),
         supervised_keys=("image", "label"))

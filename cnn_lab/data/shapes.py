@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
+from cnn_lab.data.features import pixels
 from cnn_lab.errors import fail
 
 CLASSES = ("circle", "square", "triangle", "star", "hexagon", "cross", "diamond", "pentagon")
@@ -140,8 +141,9 @@ def render(rng: np.random.Generator, size: int, max_objects: int,
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Procedural shapes for classification, localization, detection and segmentation."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Eight classes, textured backgrounds, boxes, landmarks, masks."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Eight classes, textured backgrounds, boxes, landmarks, masks.",
+                   "1.1.0": "Images and masks stored as raw bytes (same values)."}
   BUILDER_CONFIGS = [
       ShapesConfig(name=f"single_{s}", size=s, max_objects=1,
                    train_examples=6000 if s <= 64 else 3000,
@@ -160,8 +162,8 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8),
-            "mask": tfds.features.Tensor(shape=(s, s, 1), dtype=np.uint8),
+            "image": pixels((s, s, 3)),
+            "mask": pixels((s, s, 1)),
             "label": tfds.features.ClassLabel(names=CLASSES),
             "objects": tfds.features.Sequence({
                 "label": tfds.features.ClassLabel(names=CLASSES),
