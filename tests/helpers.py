@@ -1,4 +1,4 @@
-"""Shared test helpers: small configs and reading back checkpoints."""
+"""Shared test helpers: small configs, reading back checkpoints, random inputs."""
 
 import os
 import subprocess
@@ -12,6 +12,13 @@ from cnn_lab.train.launch import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "experiments", "configs", "lenet5_digits.py")
+
+
+def normal(seed: int, shape) -> jax.Array:
+  """float32 standard-normal test input of `shape`, drawn on the host. (Eager
+  `jax.random.normal` compiles a program per shape, 0.5-1 s each here: the property
+  tests, which draw new shapes every example, spent a third of their time on it.)"""
+  return jax.numpy.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
 
 
 def small_config(**overrides):

@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnn_lab import ops
+from tests.helpers import normal
 
 TOL = dict(rtol=2e-4, atol=2e-4)
 
 
 def rand(key, shape):
-  return jax.random.normal(jax.random.key(key), shape, jnp.float32)
+  return normal(key, shape)
 
 
 @st.composite
@@ -106,9 +107,10 @@ def test_depthwise_and_separable(ndim, k, mult, seed):
   ys = [values_and_grads(ops.separable_conv, i, x, dw, pw, padding="SAME") for i in ops.IMPLS]
   for a, e in zip(*ys):
     np.testing.assert_allclose(a, e, **TOL)
-  # depthwise channel c*M + m only sees input channel c
-  d = ops.depthwise_conv(x, dw, padding="SAME", impl="scratch")
-  one = ops.conv(x[..., 1:2], dw[..., 1:2, :], padding="SAME")
+  # depthwise channel c*M + m only sees input channel c (jitted: run eagerly, the taps
+  # of a 3-D kernel are dispatched one by one, slower than compiling them)
+  d = jax.jit(lambda x, w: ops.depthwise_conv(x, w, padding="SAME", impl="scratch"))(x, dw)
+  one = jax.jit(lambda x, w: ops.conv(x, w, padding="SAME"))(x[..., 1:2], dw[..., 1:2, :])
   np.testing.assert_allclose(d[..., mult:2 * mult], one, **TOL)
 
 
@@ -155,9 +157,10 @@ def test_conv_transpose_scratch_matches_xla_and_is_conv_gradient(ndim, f, s, p, 
   # It is the gradient of conv w.r.t. its input, with the kernel's in/out swapped.
   if full - 2 * p + op >= f and p <= f - 1:
     z_shape = (2, *y_x.shape[1:-1], 2)
-    _, vjp = jax.vjp(lambda z: ops.conv(z, jnp.swapaxes(w, -1, -2), stride=s, padding=p),
-                     jnp.zeros(z_shape))
-    np.testing.assert_allclose(vjp(x)[0], y_x, **TOL)
+    input_grad = jax.jit(lambda x: jax.vjp(  # jitted: eager, each op compiles alone
+        lambda z: ops.conv(z, jnp.swapaxes(w, -1, -2), stride=s, padding=p),
+        jnp.zeros(z_shape))[1](x)[0])
+    np.testing.assert_allclose(input_grad(x), y_x, **TOL)
 
 
 def test_keras_transpose_sizes():

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnn_lab import ops
+from tests.helpers import normal
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -20,7 +21,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 def test_pools_scratch_match_xla(ndim, f, s, padding, include_pad, seed):
   if isinstance(padding, int) and padding > f // 2:
     padding = 0
-  x = jax.random.normal(jax.random.key(seed), (2, *(5,) * ndim, 3))
+  x = normal(seed, (2, *(5,) * ndim, 3))
   pools = [(ops.max_pool, {}), (ops.avg_pool, dict(count_include_pad=include_pad))]
 
   @functools.partial(jax.jit, static_argnums=1)
@@ -40,7 +41,7 @@ def test_tiling_windows_equal_reduce_window(ndim):
   """stride == window, no padding: the reshape path equals lax.reduce_window, values and
   gradients (no ties); tied maxima share the gradient equally."""
   from jax import lax
-  x = jax.random.normal(jax.random.key(ndim), (2, *(4,) * ndim, 3))
+  x = normal(ndim, (2, *(4,) * ndim, 3))
   dims, zeros = (1, *(2,) * ndim, 1), ((0, 0),) * (ndim + 2)
   refs = {ops.max_pool: lambda x: lax.reduce_window(x, -jnp.inf, lax.max, dims, dims, zeros),
           ops.avg_pool: lambda x: lax.reduce_window(x, 0.0, lax.add, dims, dims, zeros) / 2 ** ndim}
@@ -64,7 +65,7 @@ def test_pool_values_course_example():
 
 
 def test_local_response_norm_matches_paper_formula():
-  x = np.asarray(jax.random.normal(jax.random.key(0), (2, 3, 3, 7)))
+  x = np.asarray(normal(0, (2, 3, 3, 7)))
   k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
   ref = np.empty_like(x)
   for c in range(7):
@@ -158,7 +159,9 @@ def test_pool_options_equal_pytorchs_definitions(n, k, s, p, d, ceil_mode, inclu
                 torch_avg_pool2d(x, k, s, p, ceil_mode, include_pad)))
   for pool, expected in cases:
     grads = []
-    for impl in ("xla", "scratch"):
-      np.testing.assert_allclose(pool(xj, impl)[0, :, :, 0], expected, rtol=1e-5, atol=1e-6)
-      grads.append(jax.grad(lambda x: jnp.sum(jnp.sin(pool(x, impl))))(xj))
+    for impl in ("xla", "scratch"):  # jitted: eager, each op would compile alone
+      y, grad = jax.jit(lambda x: (pool(x, impl), jax.grad(
+          lambda x: jnp.sum(jnp.sin(pool(x, impl))))(x)))(xj)
+      np.testing.assert_allclose(y[0, :, :, 0], expected, rtol=1e-5, atol=1e-6)
+      grads.append(grad)
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)

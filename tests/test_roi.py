@@ -8,6 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 from cnn_lab.ops.roi import roi_align, roi_max_pool
+from tests.helpers import normal
 
 
 def _bilinear_taps(y, x, height, width):
@@ -69,6 +70,7 @@ def reference_roi_pool(features, boxes, size, scale):
   n / bins, bin edges floor(i * size) and ceil((i + 1) * size), 0 where empty."""
   rows, cols = (size, size) if isinstance(size, int) else size
   height, width, _ = features.shape
+  xp = np if isinstance(features, np.ndarray) else jnp  # jnp to be differentiated
   f32, scale = np.float32, np.float32(scale)
   out = []
   for x1, y1, x2, y2 in np.asarray(boxes, np.float32):
@@ -83,11 +85,11 @@ def reference_roi_pool(features, boxes, size, scale):
         h1 = min(max(int(np.ceil(f32(a + 1) * bh)) + sy, 0), height)
         w0 = min(max(int(np.floor(f32(b) * bw)) + sx, 0), width)
         w1 = min(max(int(np.ceil(f32(b + 1) * bw)) + sx, 0), width)
-        line.append(jnp.zeros(features.shape[-1]) if h1 <= h0 or w1 <= w0 else
-                    jnp.max(features[h0:h1, w0:w1].reshape(-1, features.shape[-1]), 0))
-      grid.append(jnp.stack(line))
-    out.append(jnp.stack(grid))
-  return jnp.stack(out)
+        line.append(xp.zeros(features.shape[-1], features.dtype) if h1 <= h0 or w1 <= w0
+                    else xp.max(features[h0:h1, w0:w1].reshape(-1, features.shape[-1]), 0))
+      grid.append(xp.stack(line))
+    out.append(xp.stack(grid))
+  return xp.stack(out)
 
 
 def _random_case(seed, count=5, height=9, width=11, channels=3):
@@ -98,18 +100,22 @@ def _random_case(seed, count=5, height=9, width=11, channels=3):
   return features, jnp.asarray(boxes, jnp.float32)
 
 
+def _values_and_grads(fn, features, seed):
+  """fn(features) and the gradient of sum(fn(features) * a random cotangent), jitted
+  (eagerly, every small op of the references compiles alone)."""
+  cot = normal(seed, jax.eval_shape(fn, features).shape)
+  return jax.jit(lambda f: (fn(f), jax.grad(lambda f: jnp.sum(fn(f) * cot))(f)))(features)
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("aligned", [True, False])
 def test_roi_align_matches_reference_values_and_feature_gradients(seed, aligned):
   features, boxes = _random_case(seed)
   args = dict(spatial_scale=0.25, sampling_ratio=2, aligned=aligned)
-  ours = roi_align(features, boxes, 3, **args)
-  ref = reference_roi_align(features, boxes, 3, 0.25, 2, aligned)
+  ours, g = _values_and_grads(lambda f: roi_align(f, boxes, 3, **args), features, seed)
+  ref, g_ref = _values_and_grads(
+      lambda f: reference_roi_align(f, boxes, 3, 0.25, 2, aligned), features, seed)
   np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
-  cot = jax.random.normal(jax.random.key(seed), ours.shape)
-  g = jax.grad(lambda f: jnp.sum(roi_align(f, boxes, 3, **args) * cot))(features)
-  g_ref = jax.grad(lambda f: jnp.sum(reference_roi_align(f, boxes, 3, 0.25, 2, aligned) *
-                                     cot))(features)
   np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-5)
 
 
@@ -123,13 +129,12 @@ def test_roi_align_box_gradients_match_finite_differences():
 @pytest.mark.parametrize("seed", range(3))
 def test_roi_max_pool_matches_reference_values_and_gradients(seed):
   features, boxes = _random_case(seed)
-  ours = roi_max_pool(features, boxes, (2, 3), spatial_scale=0.25)
-  ref = reference_roi_pool(features, boxes, (2, 3), 0.25)
+  ours, g = _values_and_grads(lambda f: roi_max_pool(f, boxes, (2, 3), spatial_scale=0.25),
+                              features, seed)
+  ref, g_ref = _values_and_grads(lambda f: reference_roi_pool(f, boxes, (2, 3), 0.25),
+                                 features, seed)
   np.testing.assert_array_equal(ours, ref)
-  cot = jax.random.normal(jax.random.key(seed), ours.shape)
-  g = jax.grad(lambda f: jnp.sum(roi_max_pool(f, boxes, (2, 3), spatial_scale=0.25) * cot))
-  g_ref = jax.grad(lambda f: jnp.sum(reference_roi_pool(f, boxes, (2, 3), 0.25) * cot))
-  np.testing.assert_allclose(g(features), g_ref(features), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(g, g_ref, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("op", ["align", "pool"])
@@ -200,9 +205,11 @@ def test_roi_max_pool_bins_are_torchvisions_for_every_size():
   features = jnp.asarray(rng.normal(size=(96, 3, 2)), jnp.float32)
   heights = np.arange(1, 81, dtype=np.float32)
   boxes = np.stack([np.zeros(80), np.full(80, 2.0), np.full(80, 2.0), 2 + heights - 1], -1)
+  pool = jax.jit(roi_max_pool, static_argnums=2)  # eager, each op compiles alone
   for bins in (1, 7, 11, 13, 14):  # 7, 11, 13, 14 hold every float-vs-integer difference
-    got = roi_max_pool(features, jnp.asarray(boxes, jnp.float32), (bins, 1))
-    np.testing.assert_array_equal(got, reference_roi_pool(features, boxes, (bins, 1), 1.0))
+    got = pool(features, jnp.asarray(boxes, jnp.float32), (bins, 1))
+    np.testing.assert_array_equal(got, reference_roi_pool(np.asarray(features), boxes,
+                                                          (bins, 1), 1.0))
   # the documented case: rows 2..58 (57 cells) in 7 bins; the last bin reaches row 59
   one = jnp.zeros((96, 1, 1)).at[59, 0, 0].set(5.0)
   pooled = roi_max_pool(one, jnp.asarray([[0.0, 2.0, 0.0, 58.0]]), (7, 1))
