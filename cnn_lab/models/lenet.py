@@ -66,7 +66,7 @@ class Subsampling(nnx.Module):
 
   def __call__(self, x):
     y = ops.avg_pool(x, 2, impl=self.impl) * self.coef[...] + self.bias[...]
-    record(self, "subsampling", y.shape)
+    record(self, "subsampling", y)
     return y
 
 
@@ -99,7 +99,7 @@ class SparseConv(nnx.Module):
   def __call__(self, x):
     y = ops.conv(x, self.dense_kernel(), self.bias[...], impl=self.impl)
     # only the connected kernels multiply: spatial outputs x kernel area x connections
-    record(self, "sparse_conv", y.shape,
+    record(self, "sparse_conv", y,
            math.prod(y.shape[:-1]) * self.shape[0] * self.shape[1] * len(self.in_idx))
     return y
 
@@ -149,7 +149,7 @@ class RBFOutput(nnx.Module):
   def __call__(self, x):
     w = jnp.asarray(self.centres, x.dtype)
     y = jnp.sum(x * x, -1, keepdims=True) - 2.0 * x @ w + jnp.sum(w * w, 0)
-    record(self, "rbf", y.shape, math.prod(x.shape) * y.shape[-1])
+    record(self, "rbf", y, math.prod(x.shape) * y.shape[-1])
     return -y
 
 

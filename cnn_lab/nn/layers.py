@@ -78,7 +78,7 @@ class Conv(_KernelLayer):
     x, w, b = self._operands(x)
     y = ops.conv(x, w, b, stride=self.stride, padding=self.padding,
                  dilation=self.dilation, groups=self.groups, impl=self.impl)
-    record(self, "conv", y.shape, math.prod(y.shape) * math.prod(w.shape[:-1]))
+    record(self, "conv", y, math.prod(y.shape) * math.prod(w.shape[:-1]))
     return y
 
 
@@ -100,7 +100,7 @@ class DepthwiseConv(_KernelLayer):
     x, w, b = self._operands(x)
     y = ops.depthwise_conv(x, w, b, stride=self.stride, padding=self.padding,
                            dilation=self.dilation, impl=self.impl)
-    record(self, "depthwise_conv", y.shape, math.prod(y.shape) * math.prod(w.shape[:-2]))
+    record(self, "depthwise_conv", y, math.prod(y.shape) * math.prod(w.shape[:-2]))
     return y
 
 
@@ -132,7 +132,7 @@ class ConvTranspose(_KernelLayer):
     y = ops.conv_transpose(x, w, b, stride=self.stride, padding=self.padding,
                            output_padding=self.output_padding, dilation=self.dilation,
                            groups=self.groups, impl=self.impl)
-    record(self, "conv_transpose", y.shape, math.prod(x.shape) * math.prod(w.shape[:-2]) *
+    record(self, "conv_transpose", y, math.prod(x.shape) * math.prod(w.shape[:-2]) *
            w.shape[-1])
     return y
 
@@ -149,7 +149,7 @@ class Dense(_KernelLayer):
   def __call__(self, x):
     x, w, b = self._operands(x, check_rank=False)
     y = x @ w
-    record(self, "dense", y.shape, math.prod(x.shape) * w.shape[-1])
+    record(self, "dense", y, math.prod(x.shape) * w.shape[-1])
     return y if b is None else y + b
 
 
@@ -164,7 +164,7 @@ class MaxPool(nnx.Module):
   def __call__(self, x):
     y = ops.max_pool(x, self.window, self.stride, self.padding, dilation=self.dilation,
                      ceil_mode=self.ceil_mode, impl=self.impl)
-    record(self, "max_pool", y.shape)
+    record(self, "max_pool", y)
     return y
 
 
@@ -181,7 +181,7 @@ class AvgPool(nnx.Module):
     y = ops.avg_pool(x, self.window, self.stride, self.padding,
                      count_include_pad=self.count_include_pad, ceil_mode=self.ceil_mode,
                      impl=self.impl)
-    record(self, "avg_pool", y.shape)
+    record(self, "avg_pool", y)
     return y
 
 
@@ -196,7 +196,7 @@ class LRN(nnx.Module):
   def __call__(self, x):
     y = ops.local_response_norm(x, self.depth_radius, self.bias, self.alpha, self.beta,
                                 impl=self.impl)
-    record(self, "lrn", y.shape)
+    record(self, "lrn", y)
     return y
 
 
@@ -214,7 +214,7 @@ class BatchNorm(nnx.BatchNorm):
 
   def __call__(self, x, *, train: bool = False):
     y = super().__call__(x, use_running_average=not train)
-    record(self, "batch_norm", y.shape)
+    record(self, "batch_norm", y)
     return y
 
 
@@ -226,7 +226,7 @@ class AdaptiveAvgPool(nnx.Module):
 
   def __call__(self, x):
     y = ops.adaptive_avg_pool(x, self.output_size)
-    record(self, "adaptive_avg_pool", y.shape)
+    record(self, "adaptive_avg_pool", y)
     return y
 
 

@@ -1,7 +1,8 @@
-"""Trace-time recording of layer calls, for model summaries (shapes, parameters, MACs).
+"""Trace-time recording of layer calls: for model summaries (shapes, parameters, MACs,
+under `jax.eval_shape`, so nothing is computed) and for diagnostics (the outputs
+themselves, inside the traced function that records them).
 
-Layers call `record(module, kind, out_shape, macs)`; outside `recording()` it is a
-no-op. It runs while tracing (e.g. under `jax.eval_shape`), so nothing is computed.
+Layers call `record(module, kind, y, macs)`; outside `recording()` it is a no-op.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ _ACTIVE: contextvars.ContextVar[list | None] = contextvars.ContextVar("records",
 class LayerCall:
   module: object
   kind: str
-  out_shape: tuple[int, ...]
+  output: object  # the layer's output array (a tracer while tracing)
   macs: int
+
+  @property
+  def out_shape(self) -> tuple[int, ...]:
+    return tuple(int(d) for d in self.output.shape)
 
 
 @contextlib.contextmanager
@@ -32,7 +37,8 @@ def recording():
     _ACTIVE.reset(token)
 
 
-def record(module, kind: str, out_shape, macs: int = 0) -> None:
+def record(module, kind: str, y, macs: int = 0) -> None:
+  """Notes that `module` (a layer of `kind`) returned `y`, costing `macs` multiplies."""
   calls = _ACTIVE.get()
   if calls is not None:
-    calls.append(LayerCall(module, kind, tuple(int(d) for d in out_shape), int(macs)))
+    calls.append(LayerCall(module, kind, y, int(macs)))

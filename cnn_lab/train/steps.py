@@ -44,6 +44,19 @@ def step_keys(key, step) -> dict:
           **{name: jax.random.fold_in(step_key, i) for i, name in enumerate(STREAMS) if i > 1}}
 
 
+def training_loss(graphdef, task, params, batch_stats, batch: dict, keys: dict):
+  """The loss of an (augmented) training batch in train mode (batch statistics, the
+  step's dropout and sampling `keys`) -> (loss, metrics, the model it ran)."""
+  # copy=True: fresh Variables at this trace level, so BatchNorm may update its
+  # statistics under jax.grad (flax >= 0.11.2 reuses the outer ones otherwise).
+  model = nnx.merge(graphdef, params, batch_stats, copy=True)
+  rngs = nnx.Rngs(dropout=keys["dropout"], sampling=keys["sampling"])
+  outputs = float32_outputs(model(batch["image"], train=True, rngs=rngs,
+                                  **task.train_inputs(batch)))
+  loss, metrics = task.loss(outputs, batch, keys["mining"])
+  return loss, metrics, model
+
+
 def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=None):
   """-> train_step(state, batch) -> (state, metrics), metrics scalars incl. `nonfinite`."""
 
@@ -52,13 +65,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
     batch = task.augment(batch, keys["augment"])
 
     def loss_fn(params, batch_stats):
-      # copy=True: fresh Variables at this trace level, so BatchNorm may update its
-      # statistics under jax.grad (flax >= 0.11.2 reuses the outer ones otherwise).
-      model = nnx.merge(graphdef, params, batch_stats, copy=True)
-      rngs = nnx.Rngs(dropout=keys["dropout"], sampling=keys["sampling"])
-      outputs = float32_outputs(model(batch["image"], train=True, rngs=rngs,
-                                      **task.train_inputs(batch)))
-      loss, metrics = task.loss(outputs, batch, keys["mining"])
+      loss, metrics, model = training_loss(graphdef, task, params, batch_stats, batch, keys)
       return loss, (metrics, nnx.state(model, nnx.BatchStat))
 
     (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
