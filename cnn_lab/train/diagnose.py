@@ -48,7 +48,8 @@ class ParamStat:
 
 
 def _path_name(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
+  return "/".join(keys[:-1] if keys[-1] == "value" else keys)  # a Variable's value
 
 
 def layer_statistics(graphdef, state, batch: dict, task, step: int = 0
