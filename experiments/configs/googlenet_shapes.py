@@ -4,8 +4,9 @@ Command:
   python -m experiments.train --config=experiments/configs/googlenet_shapes.py --workdir=/tmp/googlenet_shapes
 
 Trains `googlenet_aux` on embedded `shapes` classification (8 classes) at 64x64.
-Measured with --config.num_epochs=3 (seed 0): 0.954 in 254 s on 2 CPU cores;
-the 6-epoch default is not measured yet.
+Measured, the default command (6 epochs, 558 steps, seed 0): 0.993 (0.994 at step 500,
+0.834 at step 250) in 768 s from launch on 2 CPU cores of a slow Xeon (0.8 steps/s);
+with --config.num_epochs=3: 0.954 in 254 s on a faster machine.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
