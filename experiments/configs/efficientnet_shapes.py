@@ -10,7 +10,7 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 """
 
 from cnn_lab.train.configs import apply_presets
-from experiments.configs.shapes_base import shapes_config, shapes_presets
+from experiments.configs.shapes_base import ONE_CPU_DEVICE, shapes_config, shapes_presets
 
 PRESETS = shapes_presets()
 
@@ -19,5 +19,6 @@ def get_config(arg=None):
   # impl="scratch": on CPU, XLA's grouped convolution is slow for depthwise layers; the
   # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
   # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
-  c = shapes_config(model=dict(name="efficientnet_b0", impl="scratch"), size=64)
+  c = shapes_config(model=dict(name="efficientnet_b0", impl="scratch"), size=64,
+                    **ONE_CPU_DEVICE)
   return apply_presets(c, arg, PRESETS)

@@ -11,10 +11,11 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 """
 
 from cnn_lab.train.configs import apply_presets
-from experiments.configs.shapes_base import shapes_config, shapes_presets
+from experiments.configs.shapes_base import ONE_CPU_DEVICE, shapes_config, shapes_presets
 
 PRESETS = shapes_presets()
 
 
 def get_config(arg=None):
-  return apply_presets(shapes_config(model=dict(name="googlenet_aux"), size=64), arg, PRESETS)
+  return apply_presets(shapes_config(model=dict(name="googlenet_aux"), size=64,
+                                    **ONE_CPU_DEVICE), arg, PRESETS)

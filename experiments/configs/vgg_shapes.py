@@ -12,12 +12,12 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 """
 
 from cnn_lab.train.configs import apply_presets
-from experiments.configs.shapes_base import shapes_config, shapes_presets
+from experiments.configs.shapes_base import ONE_CPU_DEVICE, shapes_config, shapes_presets
 
 PRESETS = shapes_presets()
 
 
 def get_config(arg=None):
   c = shapes_config(model=dict(name="vgg11_bn", head="cifar"), size=32,
-                    optimizer=dict(learning_rate=1e-3))
+                    optimizer=dict(learning_rate=1e-3), **ONE_CPU_DEVICE)
   return apply_presets(c, arg, PRESETS)
