@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cnn_lab.models.registry import create_model
-from cnn_lab.nn import recording
+from cnn_lab.nn import module_paths, recording
 
 
 @dataclasses.dataclass
@@ -76,8 +76,7 @@ def trace_rows(model: nnx.Module, input_shape, **call_kwargs) -> tuple[list[Row]
 
   def forward(state, x):
     module = nnx.merge(graphdef, state)
-    names = {id(m): "/".join(map(str, path)) or "model"
-             for path, m in nnx.iter_graph(module) if isinstance(m, nnx.Module)}
+    names = module_paths(module)
     seen = set()
     with recording() as calls:
       y = module(x, **call_kwargs)

@@ -8,9 +8,9 @@ from cnn_lab.nn.blocks import (ConvBNAct, SqueezeExcite, StochasticDepth, make_d
 from cnn_lab.nn.layers import (ACTIVATIONS, LRN, AdaptiveAvgPool, AvgPool, BatchNorm, Conv,
                                ConvTranspose, Dense, DepthwiseConv, MaxPool, activation,
                                flatten)
-from cnn_lab.nn.record import record, recording
+from cnn_lab.nn.record import module_paths, record, recording
 
 __all__ = ["init", "Dropout", "ConvBNAct", "SqueezeExcite", "StochasticDepth", "make_divisible",
            "ACTIVATIONS", "LRN", "AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv",
            "ConvTranspose", "Dense", "DepthwiseConv", "MaxPool", "activation", "flatten",
-           "record", "recording", "zero_last_scale"]
+           "module_paths", "record", "recording", "zero_last_scale"]

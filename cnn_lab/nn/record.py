@@ -11,6 +11,8 @@ import contextlib
 import contextvars
 import dataclasses
 
+from flax import nnx
+
 _ACTIVE: contextvars.ContextVar[list | None] = contextvars.ContextVar("records", default=None)
 
 
@@ -42,3 +44,10 @@ def record(module, kind: str, y, macs: int = 0) -> None:
   calls = _ACTIVE.get()
   if calls is not None:
     calls.append(LayerCall(module, kind, y, int(macs)))
+
+
+def module_paths(model: nnx.Module) -> dict[int, str]:
+  """id(module) -> its path in `model` ("blocks/3/conv", "model" for the root): the
+  names of the recorded calls of that model."""
+  return {id(m): "/".join(map(str, path)) or "model"
+          for path, m in nnx.iter_graph(model) if isinstance(m, nnx.Module)}

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cnn_lab.nn import recording
+from cnn_lab.nn import module_paths, recording
 from cnn_lab.train.steps import step_keys, training_loss
 
 
@@ -47,11 +47,6 @@ class ParamStat:
     return self.grad_norm / self.norm if self.norm else float("inf")
 
 
-def _path_name(path) -> str:
-  keys = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path]
-  return "/".join(keys[:-1] if keys[-1] == "value" else keys)  # a Variable's value
-
-
 def layer_statistics(graphdef, state, batch: dict, task, step: int = 0
                      ) -> tuple[float, list[LayerStat], list[ParamStat]]:
   """(loss, layer outputs in call order, parameters in model order) of training `state`
@@ -64,8 +59,7 @@ def layer_statistics(graphdef, state, batch: dict, task, step: int = 0
     with recording() as calls:
       loss, _, model = training_loss(graphdef, task, params, state.batch_stats, augmented,
                                      keys)
-    names = {id(m): "/".join(map(str, path)) or "model"
-             for path, m in nnx.iter_graph(model) if isinstance(m, nnx.Module)}
+    names = module_paths(model)
     described[:] = [(names.get(id(c.module), "?"), c.kind, c.out_shape[1:]) for c in calls]
     outputs = [c.output.astype(jnp.float32) for c in calls]
     return loss, [(jnp.mean(y), jnp.std(y), jnp.mean(y == 0)) for y in outputs]
@@ -74,10 +68,10 @@ def layer_statistics(graphdef, state, batch: dict, task, step: int = 0
       state.params)
   layers = [LayerStat(name, kind, shape, *map(float, s))
             for (name, kind, shape), s in zip(described, jax.device_get(stats))]
-  values = jax.tree_util.tree_flatten_with_path(state.params)[0]
-  params = [ParamStat(_path_name(path), tuple(w.shape), float(np.linalg.norm(w)),
-                      float(np.linalg.norm(g)))
-            for (path, w), g in zip(values, jax.tree.leaves(grads))]
+  params = [ParamStat("/".join(map(str, path)), tuple(w.shape), float(np.linalg.norm(w[...])),
+                      float(np.linalg.norm(g[...])))
+            for (path, w), (_, g) in zip(nnx.to_flat_state(state.params),
+                                         nnx.to_flat_state(grads))]
   return float(loss), layers, params
 
 
