@@ -14,10 +14,11 @@ epochs reached at 64x64 (0.764); 5e-4 was the best of the rates tried at 64x64.
 Why a smaller rate helps (our reading; no ablation isolates it): each of the 256
 features reaches fc6 36 times, with the same gradient each time, and Adam moves every
 copy by about the learning rate, so fc6's response moves 36x as far per step as it would
-from 256 inputs. 300-step runs (warm-up 50, cosine), seed 0: 1e-4 0.407, 5e-4 0.578; 12 epochs at
-5e-4: 0.855, training accuracy 0.99, 634 s: it overfits, and takes over 10 minutes. The
-same with random rotation (180 degrees), scale (0.15) and shift (6 px), 10 epochs:
-0.667 (test accuracy swinging 0.43-0.75 between evaluations), 498 s. Not solved yet.
+from 256 inputs. 300-step runs (warm-up 50, cosine), seed 0: 1e-4 0.407, 5e-4 0.578.
+12 epochs at 5e-4 on one device: 0.855, training accuracy 0.99, 634 s: it overfits, and
+takes over 10 minutes. The same with random rotation (180 degrees), scale (0.15) and
+shift (6 px), 10 epochs: 0.667 (test accuracy swinging 0.43-0.75 between evaluations),
+498 s. Not solved yet.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
