@@ -1,0 +1,68 @@
+"""Every family of the zoo on the real MNIST: one preset per family.
+
+Command (one family a run; the first run fetches MNIST, see `lenet5_mnist.py`):
+  python -m experiments.train --config=experiments/configs/zoo_mnist.py:mobilenet --workdir=/tmp/zoo_mnist_mobilenet
+
+Presets: :alexnet, :vgg, :resnet, :googlenet, :mobilenet, :mobilenet_v1, :efficientnet
+(one is required), then :test (a few steps, for the tests), e.g. `:vgg,test`.
+The recipe is LeNet-5's on MNIST (`lenet5_mnist.py`: random affine jitter, AdamW,
+warm-up + cosine, label smoothing 0.1, batch 128) with the family's network, one CPU
+device, and a short schedule: these networks are 10-1000x LeNet-5's size and fit the
+digits in one or two epochs. Input: the digits padded 28 -> 32 (the minimum input of
+every family but AlexNet), for AlexNet (minimum 63) resized to 64. Test error is
+1 - `eval/accuracy` on the 10,000 test digits; the measured table is in the README
+("The zoo on the real MNIST").
+"""
+
+import ml_collections
+
+from cnn_lab.errors import fail
+from cnn_lab.train.configs import apply_presets
+from experiments.configs import lenet5_mnist
+
+# family: (model, epochs, learning rate); the shapes configs' networks and rates
+FAMILIES = {
+    "alexnet": (dict(name="alexnet"), 1.0, 5e-4),
+    "vgg": (dict(name="vgg11_bn", head="cifar"), 1.0, 1e-3),
+    "googlenet": (dict(name="googlenet"), 1.0, 2e-3),
+    # impl="scratch": XLA's grouped convolution is slow on CPU (mobilenet_shapes.py)
+    "mobilenet": (dict(name="mobilenet_v2", impl="scratch"), 2.0, 2e-3),
+    "mobilenet_v1": (dict(name="mobilenet_v1", impl="scratch"), 2.0, 2e-3),
+    "efficientnet": (dict(name="efficientnet_b0", impl="scratch"), 2.0, 2e-3),
+}
+
+
+def _family(name: str):
+  model, epochs, learning_rate = FAMILIES[name]
+
+  def preset(c):
+    c.model = ml_collections.ConfigDict({"impl": "xla", **model})
+    if name == "alexnet":  # its minimum input is 63: resize the digits to 64
+      c.dataset.update(image_size=64, resize_method="resize")
+    c.optimizer.update(learning_rate=learning_rate, weight_decay=1e-4)
+    c.num_epochs = epochs
+    c.schedule.warmup_steps = 100
+    c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 50, 500, 500
+  return preset
+
+
+def _test(c):  # 3 steps and one evaluation batch: compiling is most of the time
+  c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
+  c.dataset.eval_split = "test[:200]"
+  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
+  c.schedule.warmup_steps = 1
+  c.model.impl = "xla"  # the scratch layers compile 2x slower; tests/test_ops_* check them
+
+
+# ResNet-20 is `lenet5_mnist.py:resnet20`, measured there (2.5 epochs, both devices)
+PRESETS = {**{name: _family(name) for name in FAMILIES},
+           "resnet": lenet5_mnist.PRESETS["resnet20"], "test": _test}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  names = sorted([*FAMILIES, "resnet"])
+  if len([p for p in (arg or "").split(",") if p in names]) != 1:
+    raise fail("zoo_mnist preset", f"exactly one family of {names}", arg)
+  c = lenet5_mnist.get_config()
+  c.local_devices = 1
+  return apply_presets(c, arg, PRESETS)
