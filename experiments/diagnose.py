@@ -1,7 +1,7 @@
 r"""What every layer of a config's model does to one training batch: output statistics
 per layer call and gradient norms per parameter (`cnn_lab.train.diagnose`).
 
-  python -m experiments.diagnose --config=experiments/configs/mobilenet_shapes.py \
+  python -m experiments.diagnose --config=experiments/configs/mobilenet_shapes.py:scratch \
       [--steps=100] [--out=/tmp/mobilenet_diagnosis.json]
 
 `--steps`: train that many steps of the config's recipe first (0: at initialisation).
