@@ -9,9 +9,9 @@ Presets: one family of :alexnet, :vgg, :resnet (the default), :googlenet, :mobil
 The recipe is LeNet-5's on MNIST (`lenet5_mnist.py`: random affine jitter, AdamW,
 warm-up + cosine, label smoothing 0.1, batch 128) with the family's network, one CPU
 device, and a short schedule: one or two epochs (what 2 CPU cores allow a run).
-Input: the digits padded 28 -> 32 (the minimum input of
-every family but AlexNet), for AlexNet (minimum 63) resized to 64. Test error is
-1 - `eval/accuracy` on the 10,000 test digits. Measured (seed 0, one run after the
+Input: the digits padded 28 -> 32 (the minimum input of every family but AlexNet),
+for AlexNet (minimum 63) resized to 64. Test error is 1 - `eval/accuracy` on the
+10,000 test digits. Measured (seed 0, one run after the
 other on 2 CPU cores, wall time from launch; README "The zoo on the real MNIST"):
   :resnet        2.5 epochs  0.47 +- 0.01% (seeds 0, 1, 2)  406 s
   :alexnet       1 epoch     0.83%                          357 s
