@@ -11,10 +11,10 @@ warm-up + cosine, label smoothing 0.1, batch 128) with the family's network, one
 device, and a short schedule: one or two epochs (what 2 CPU cores allow a run).
 Input: the digits padded 28 -> 32 (the minimum input of every family but AlexNet),
 for AlexNet (minimum 63) resized to 64. Test error is 1 - `eval/accuracy` on the
-10,000 test digits. Measured (seed 0, one run after the
-other on 2 CPU cores, wall time from launch; README "The zoo on the real MNIST"):
+10,000 test digits. Measured (seed 0 unless said, one run after the other on 2 CPU
+cores, wall time from launch; README "The zoo on the real MNIST"):
   :resnet        2.5 epochs  0.47 +- 0.01% (seeds 0, 1, 2)  406 s
-  :alexnet       1 epoch     0.83%                          357 s
+  :alexnet       1 epoch     0.88 +- 0.06% (seeds 0, 1, 2)  357-391 s
   :googlenet     1 epoch     2.13%                          496 s
   :mobilenet_v1  2 epochs    4.62%                          400 s
   :mobilenet     2 epochs    5.00%                          529 s
