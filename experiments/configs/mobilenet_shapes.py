@@ -62,11 +62,10 @@ bigger batch; docs/scale.md).
 
 import ml_collections
 
+from cnn_lab.models.common import IMAGENET_MEAN, IMAGENET_STD
 from cnn_lab.train.configs import apply_presets
-from experiments.configs.shapes_base import ONE_CPU_DEVICE, shapes_config, shapes_presets
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SHAPES_MEAN, SHAPES_STD = 0.45, 0.25  # shapes_config's
+from experiments.configs.shapes_base import (ONE_CPU_DEVICE, SHAPES_MEAN, SHAPES_STD,
+                                             shapes_config, shapes_presets)
 
 
 def _scratch(c):

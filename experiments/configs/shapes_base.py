@@ -7,12 +7,15 @@ import ml_collections
 from cnn_lab.train.configs import make_config, merge
 
 
+SHAPES_MEAN, SHAPES_STD = 0.45, 0.25  # the pixels' normalisation (x / 255 - mean) / std
+
+
 def shapes_config(task: str = "classification", *, model: dict, size: int,
                   **changes) -> ml_collections.ConfigDict:
   """The shapes recipe at `size` x `size` for `task`, with the family's `changes`."""
   dataset = f"shapes/single_{size if size in (32, 64, 128, 224) else 64}"
   recipe = dict(
-      dataset=dict(name=dataset, image_size=size, mean=0.45, std=0.25),
+      dataset=dict(name=dataset, image_size=size, mean=SHAPES_MEAN, std=SHAPES_STD),
       model=model,
       optimizer=dict(learning_rate=2e-3, grad_clip_norm=1.0),
       eval_batch_size=100, num_epochs=6.0, log_every_steps=50, eval_every_steps=250,
@@ -20,15 +23,20 @@ def shapes_config(task: str = "classification", *, model: dict, size: int,
   return make_config(task, **merge(recipe, changes))
 
 
+def three_steps(c):
+  """The tests' run of a config: 3 steps of 8 and one evaluation batch (the first 200
+  test images): compiling is most of a test's time."""
+  c.dataset.eval_split = "test[:200]"
+  c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
+  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
+  c.schedule.warmup_steps = 1
+  c.model.impl = "xla"  # the scratch layers compile 2x slower; tests/test_ops_* check them
+
+
 def _test(size: int):
-  def preset(c):  # 3 steps at `size`, the smallest the model accepts, for the tests;
-    # one evaluation batch (the first 200 test images): compiling is most of a test's time
+  def preset(c):  # `three_steps` at `size`, the smallest the model accepts
     c.dataset.name, c.dataset.image_size = f"shapes/single_{size}", size
-    c.dataset.eval_split = "test[:200]"
-    c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
-    c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
-    c.schedule.warmup_steps = 1
-    c.model.impl = "xla"  # the scratch layers compile 2x slower; tests/test_ops_* check them
+    three_steps(c)
   return preset
 
 

@@ -19,6 +19,7 @@ per class: linear 0.564 / 0.622 / 0.800, finetune 0.616 / 0.678 / 0.864, scratch
 0.142 / 0.146 (chance 0.125).
 """
 
+from cnn_lab.models.common import IMAGENET_MEAN, IMAGENET_STD
 from cnn_lab.train.configs import apply_presets
 from experiments.configs.shapes_base import shapes_config, shapes_presets
 
@@ -64,8 +65,8 @@ def get_config(arg=None):
       model=dict(name="mobilenet_v2_transfer", weights="imagenet", trainable_from=19,
                  freeze_bn=True, dropout_rate=0.2,
                  impl="scratch"),  # XLA's depthwise convolution is slow on CPU (README)
-      dataset=dict(name="shapes/single_128", mean=(0.485, 0.456, 0.406),
-                   std=(0.229, 0.224, 0.225), train_per_class=10),
+      dataset=dict(name="shapes/single_128", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   train_per_class=10),
       optimizer=dict(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=0.0,
                      param_groups=(HEAD,)),
       schedule=dict(name="cosine", warmup_steps=0),

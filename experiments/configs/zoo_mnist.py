@@ -29,26 +29,28 @@ import ml_collections
 from cnn_lab.errors import fail
 from cnn_lab.train.configs import apply_presets
 from experiments.configs import lenet5_mnist
+from experiments.configs.shapes_base import three_steps
 
-# family: (model, epochs, learning rate); the shapes configs' networks and rates
+# family: (model, input size, epochs, learning rate); the shapes configs' networks and
+# rates. Input 32: the digits padded; AlexNet's minimum input is 63: resized to 64
 FAMILIES = {
-    "alexnet": (dict(name="alexnet"), 1.0, 5e-4),
-    "vgg": (dict(name="vgg11_bn", head="cifar"), 1.0, 1e-3),
-    "googlenet": (dict(name="googlenet"), 1.0, 2e-3),
+    "alexnet": (dict(name="alexnet"), 64, 1.0, 5e-4),
+    "vgg": (dict(name="vgg11_bn", head="cifar"), 32, 1.0, 1e-3),
+    "googlenet": (dict(name="googlenet"), 32, 1.0, 2e-3),
     # impl="scratch": XLA's grouped convolution is slow on CPU (mobilenet_shapes.py)
-    "mobilenet": (dict(name="mobilenet_v2", impl="scratch"), 2.0, 2e-3),
-    "mobilenet_v1": (dict(name="mobilenet_v1", impl="scratch"), 2.0, 2e-3),
-    "efficientnet": (dict(name="efficientnet_b0", impl="scratch"), 2.0, 2e-3),
+    "mobilenet": (dict(name="mobilenet_v2", impl="scratch"), 32, 2.0, 2e-3),
+    "mobilenet_v1": (dict(name="mobilenet_v1", impl="scratch"), 32, 2.0, 2e-3),
+    "efficientnet": (dict(name="efficientnet_b0", impl="scratch"), 32, 2.0, 2e-3),
 }
 
 
 def _family(name: str):
-  model, epochs, learning_rate = FAMILIES[name]
+  model, size, epochs, learning_rate = FAMILIES[name]
 
   def preset(c):
     c.model = ml_collections.ConfigDict({"impl": "xla", **model})
-    if name == "alexnet":  # its minimum input is 63: resize the digits to 64
-      c.dataset.update(image_size=64, resize_method="resize")
+    if size != c.dataset.image_size:  # lenet5_mnist's: the digits padded to 32
+      c.dataset.update(image_size=size, resize_method="resize")
     c.optimizer.update(learning_rate=learning_rate, weight_decay=1e-4)
     c.num_epochs = epochs
     c.schedule.warmup_steps = 100
@@ -56,19 +58,11 @@ def _family(name: str):
   return preset
 
 
-def _test(c):  # 3 steps and one evaluation batch: compiling is most of the time
-  c.num_train_steps, c.batch_size, c.eval_batch_size = 3, 8, 200
-  c.dataset.eval_split = "test[:200]"
-  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 3
-  c.schedule.warmup_steps = 1
-  c.model.impl = "xla"  # the scratch layers compile 2x slower; tests/test_ops_* check them
-
-
 # ResNet-20 is `lenet5_mnist.py:resnet20`, measured there (2.5 epochs, both devices)
 FAMILY_PRESETS = {**{name: _family(name) for name in FAMILIES},
                   "resnet": lenet5_mnist.PRESETS["resnet20"]}
 DEFAULT_FAMILY = "resnet"  # the one that meets the goal
-PRESETS = {**FAMILY_PRESETS, "test": _test, "gpu": lenet5_mnist.PRESETS["gpu"],
+PRESETS = {**FAMILY_PRESETS, "test": three_steps, "gpu": lenet5_mnist.PRESETS["gpu"],
            "tpu": lenet5_mnist.PRESETS["tpu"]}
 
 
