@@ -175,6 +175,17 @@ def test_abstract_models_are_eval_shapes_without_asking_tracers_for_their_shardi
     np.testing.assert_array_equal(a, b)
 
 
+def test_host_counted_streams_hand_out_counts_their_next_draw_does_not_change():
+  """A draw reads its stream's count and then advances it in place; the count it read
+  must not move with it (on CPU JAX may use that numpy buffer uncopied, so a draw still
+  queued read the advanced count: CI built a LeNet-5 whose keys were not `Rngs(0)`'s)."""
+  from cnn_lab.models.registry import _host_counted_rngs
+  rngs = _host_counted_rngs()
+  read = rngs.params.count[...]
+  rngs.params()
+  assert int(read) == 0 and int(rngs.params.count[...]) == 1
+
+
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
 def test_zero_init_residual_starts_each_residual_block_as_the_identity(name):
   """`zero_init_residual`: the last BatchNorm of every residual branch starts at scale 0,

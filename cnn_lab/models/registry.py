@@ -33,12 +33,24 @@ def _host_counted_rngs() -> nnx.Rngs:
   A stream's count is a JAX array; under `nnx.eval_shape` each draw stages `count + 1`,
   and flax's store of it asks the new tracer for its sharding, whose error message walks
   the whole trace so far (jax `_origin_msg`): building EfficientNet-B7 abstractly took
-  9.4 s, 1.6 s with host counts. The keys drawn are the same (`fold_in(key, n)`)."""
+  9.4 s, 1.6 s with host counts. The keys drawn are the same (`fold_in(key, n)`).
+
+  Each read of a count is a copy: a stream draws `fold_in(key, count[...])` and then
+  adds one to `count[...]` in place, and on CPU JAX may use a numpy buffer without
+  copying it, so a draw still queued would read the count already advanced."""
   rngs = nnx.Rngs(0)
   for stream in vars(rngs).values():
     if isinstance(stream, nnx.RngStream):
-      stream.count = nnx.RngCount(np.zeros(stream.count.shape, np.uint32), tag=stream.tag)
+      stream.count = _HostCount(np.zeros(stream.count.shape, np.uint32), tag=stream.tag)
   return rngs
+
+
+class _HostCount(nnx.RngCount):
+  """A stream's count in numpy whose every read is a copy."""
+
+  def get_value(self, **kwargs):
+    value = super().get_value(**kwargs)
+    return value.copy() if isinstance(value, np.ndarray) else value
 
 
 def abstract_model(factory) -> nnx.Module:
