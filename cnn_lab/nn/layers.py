@@ -200,8 +200,27 @@ class LRN(nnx.Module):
     return y
 
 
+class RunningStat(nnx.BatchStat):
+  """A BatchNorm running statistic; its update inside a traced step is a plain store.
+
+  flax stores `stat[...] = new` by comparing the two arrays' shardings, and asking a
+  tracer for its sharding builds an error message that walks the whole trace so far
+  (jax `_origin_msg`): 2.8 s of tracing EfficientNet-B0's training step, 98 stores. The
+  comparison cannot succeed or fail differently for two tracers (neither has one), so
+  the store is what flax would do: the new value replaces the old."""
+
+  def set_value(self, value, **kwargs):
+    old = self.get_raw_value()
+    if (kwargs.get("index") is Ellipsis and isinstance(value, jax.core.Tracer)
+        and isinstance(old, jax.core.Tracer) and value.aval == old.aval):
+      self.set_raw_value(value)
+    else:
+      super().set_value(value, **kwargs)
+
+
 class BatchNorm(nnx.BatchNorm):
-  """flax's BatchNorm (statistics in `nnx.BatchStat`), called with `train`, and recorded.
+  """flax's BatchNorm (statistics in `nnx.BatchStat`s: `RunningStat`), called with
+  `train`, and recorded.
 
   PyTorch's momentum m is flax's 1 - m: the default 0.9 is PyTorch's 0.1.
   """
@@ -211,6 +230,8 @@ class BatchNorm(nnx.BatchNorm):
     kwargs = {"scale_init": init.ones, "bias_init": init.zeros, **kwargs}
     super().__init__(num_features, momentum=momentum, epsilon=epsilon, dtype=dtype,
                      rngs=rngs, **kwargs)
+    self.mean = RunningStat(self.mean.get_raw_value())
+    self.var = RunningStat(self.var.get_raw_value())
 
   def __call__(self, x, *, train: bool = False):
     y = super().__call__(x, use_running_average=not train)
