@@ -169,13 +169,32 @@ def test_a_model_key_the_family_does_not_take_is_refused_listing_its_keys():
   config = vgg_shapes.get_config()
   config.model.stochastic_depth = 0.1
   with pytest.raises(InputError, match=re_escape(
-      "model.stochastic_depth: expected a key vgg11_bn takes (batch_norm, depth, "
-      "dropout_rate, head, impl), received 0.1")):
+      "model.stochastic_depth: expected a key vgg11_bn takes (batch_norm, dropout_rate, "
+      "head, impl), received 0.1")):
     check_model_keys(config.model)
   config.model.input_size = 64  # set from the dataset, never from model
   del config.model["stochastic_depth"]
   with pytest.raises(InputError, match="model.input_size: expected a key vgg11_bn takes"):
     check_model_keys(config.model)
+
+
+def test_a_presets_keys_are_read_from_its_class_without_building_it(monkeypatch):
+  """Presets are `functools.partial`s of their family's class: the keys come from the
+  class's `__init__` (less what the preset binds by position: VGG's depth), with no
+  model built (an abstract GoogLeNet took 2 s of every launch)."""
+  from cnn_lab.models import registry
+
+  def refuse(factory):
+    raise AssertionError("built a model to read its keys")
+  monkeypatch.setattr(registry, "abstract_model", refuse)
+  registry.model_options.cache_clear()
+  try:
+    aux = registry.model_options("googlenet_aux")
+    assert "aux_logits" in aux and "dropout_rate" in aux and "rngs" not in aux
+    assert "depth" not in registry.model_options("vgg11_bn")
+    assert "input_size" in registry.model_options("efficientnet_b3")  # a default it binds
+  finally:
+    registry.model_options.cache_clear()
 
 
 def re_escape(text: str) -> str:

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -272,7 +274,7 @@ PRESETS = {
     "localizer": Localizer,
     "sliding_window_net": SlidingWindowNet,
     "yolo_tiny": YOLO,
-    "yolo_small": lambda **kw: YOLO(backbone="darknet_small", **kw),
+    "yolo_small": functools.partial(YOLO, backbone="darknet_small"),
     "faster_rcnn": FasterRCNN,
-    "faster_rcnn_small": lambda **kw: FasterRCNN(backbone="rcnn_small", **kw),
+    "faster_rcnn_small": functools.partial(FasterRCNN, backbone="rcnn_small"),
 }

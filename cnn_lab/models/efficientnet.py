@@ -14,6 +14,7 @@ BatchNorm's scale at 0), as torchvision's ResNet option of that name; off by def
 
 from __future__ import annotations
 
+import functools
 import math
 
 from flax import nnx
@@ -110,11 +111,9 @@ class EfficientNet(nnx.Module):
 
 def _preset(name):
   width, depth, resolution, rate = SCALING[name]
-
-  def build(input_size: int = resolution, **kw):
-    return EfficientNet(width=width, depth=depth, dropout_rate=rate, input_size=input_size,
-                        bn_epsilon=BN_EPSILON[name], bn_momentum=BN_MOMENTUM[name], **kw)
-  return build
+  return functools.partial(EfficientNet, width=width, depth=depth, dropout_rate=rate,
+                           input_size=resolution, bn_epsilon=BN_EPSILON[name],
+                           bn_momentum=BN_MOMENTUM[name])
 
 
 PRESETS = {f"efficientnet_{name}": _preset(name) for name in SCALING}

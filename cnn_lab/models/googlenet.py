@@ -19,6 +19,8 @@ ImageNet weights (which were trained on inputs so scaled).
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -112,5 +114,5 @@ class GoogLeNet(nnx.Module):
 
 PRESETS = {
     "googlenet": GoogLeNet,
-    "googlenet_aux": lambda **kw: GoogLeNet(aux_logits=True, **kw),
+    "googlenet_aux": functools.partial(GoogLeNet, aux_logits=True),
 }

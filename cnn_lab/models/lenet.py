@@ -26,6 +26,7 @@ FC 120, FC 84, softmax 10; parameters 608 / 3,216 / 48,120 / 10,164 / 850.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax.numpy as jnp
@@ -227,6 +228,6 @@ class CNNExample(nnx.Module):
 
 PRESETS = {
     "lenet5": LeNet5,
-    "lenet5_modern": lambda **kw: LeNet5(classic=False, **kw),
+    "lenet5_modern": functools.partial(LeNet5, classic=False),
     "cnn_example": CNNExample,
 }

@@ -15,6 +15,8 @@ BatchNorm's scale at 0), as torchvision's ResNet option of that name; off by def
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 
 from cnn_lab import nn, ops
@@ -105,8 +107,8 @@ class MobileNetV2(nnx.Module):
 
 PRESETS = {
     "mobilenet_v1": MobileNetV1,
-    "mobilenet_v1_0.5": lambda **kw: MobileNetV1(alpha=0.5, **kw),
-    "mobilenet_v1_0.25": lambda **kw: MobileNetV1(alpha=0.25, **kw),
+    "mobilenet_v1_0.5": functools.partial(MobileNetV1, alpha=0.5),
+    "mobilenet_v1_0.25": functools.partial(MobileNetV1, alpha=0.25),
     "mobilenet_v2": MobileNetV2,
-    "mobilenet_v2_0.5": lambda **kw: MobileNetV2(width=0.5, **kw),
+    "mobilenet_v2_0.5": functools.partial(MobileNetV2, width=0.5),
 }

@@ -13,6 +13,8 @@ Parameters: Large 5,483,032, Small 2,542,856 (torchvision). Minimum input: 32.
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 
 from cnn_lab import nn, ops
@@ -91,5 +93,5 @@ class MobileNetV3(nnx.Module):
 
 PRESETS = {
     "mobilenet_v3_large": MobileNetV3,
-    "mobilenet_v3_small": lambda **kw: MobileNetV3(blocks=SMALL, last_channels=1024, **kw),
+    "mobilenet_v3_small": functools.partial(MobileNetV3, blocks=SMALL, last_channels=1024),
 }

@@ -69,7 +69,7 @@ def model_options(name: str) -> tuple[str, ...] | None:
   preset passes `**kwargs` on), sorted; None when they cannot be told without building
   the model from arguments it requires."""
   factory = _REGISTRY[check_name(name)]
-  params = inspect.signature(factory).parameters
+  params = _parameters(factory)
   names = {k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
   if any(p.kind is p.VAR_KEYWORD for p in params.values()):
     try:
@@ -79,6 +79,19 @@ def model_options(name: str) -> tuple[str, ...] | None:
     names |= {k for k, p in inspect.signature(type(built).__init__).parameters.items()
               if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
   return tuple(sorted(names - {"rngs"}))
+
+
+def _parameters(factory) -> dict[str, inspect.Parameter]:
+  """The parameters `factory` takes. nnx's metaclass shows a Module class's signature as
+  `(*args, **kwargs)`, so a class's (or a `functools.partial` of one's) are read from its
+  `__init__`, less `self` and what the partial binds by position; a keyword it binds
+  stays, as a default the caller may override."""
+  bound = 0
+  if isinstance(factory, functools.partial) and isinstance(factory.func, type):
+    bound, factory = len(factory.args), factory.func
+  if not isinstance(factory, type):
+    return dict(inspect.signature(factory).parameters)
+  return dict(list(inspect.signature(factory.__init__).parameters.items())[1 + bound:])
 
 
 def check_name(name: str, argument: str = "model") -> str:

@@ -16,6 +16,8 @@ ResNet-56 (A) 853,018. Minimum input: 8.
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 from flax import nnx
 
@@ -160,11 +162,11 @@ CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 
 
 def _imagenet(depth, residual):
-  return lambda **kw: ResNet(*IMAGENET_DEPTHS[depth], residual=residual, **kw)
+  return functools.partial(ResNet, *IMAGENET_DEPTHS[depth], residual=residual)
 
 
 def _cifar(depth, residual, shortcut="A"):
-  return lambda **kw: CifarResNet(depth, residual=residual, shortcut=shortcut, **kw)
+  return functools.partial(CifarResNet, depth, residual=residual, shortcut=shortcut)
 
 
 PRESETS = {

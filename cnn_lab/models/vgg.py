@@ -11,6 +11,8 @@ parameters instead of 129M, nearly all of which sat in the classifier).
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 
 from cnn_lab import nn, ops
@@ -67,6 +69,6 @@ class VGG(nnx.Module):
 
 
 PRESETS = {
-    f"vgg{d}{suffix}": (lambda d=d, bn=bn: lambda **kw: VGG(d, batch_norm=bn, **kw))()
+    f"vgg{d}{suffix}": functools.partial(VGG, d, batch_norm=bn)
     for d in CONFIGS for suffix, bn in (("", False), ("_bn", True))
 }
