@@ -108,4 +108,6 @@ def make_extractor(name: str = "mobilenet_v2", layers=None, *, weights: str | No
     _, acts = tapped((images - MEAN) / STD)
     return {layer: post(acts[path]) for layer, path in paths.items()}
 
-  return Extractor(name, layers, forward, pretrained=bool(weights))
+  # jitted: called eagerly (the content's and the style's targets, the final costs) the
+  # network ran op by op, compiling each: 424 programs, 17 s of a 32x32 run of 8 steps
+  return Extractor(name, layers, jax.jit(forward), pretrained=bool(weights))
