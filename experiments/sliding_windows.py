@@ -86,9 +86,11 @@ def windows(images):
   """`[N, S, S, C]` -> every 14x14 window at stride 2: `[N * P * P, 14, 14, C]`."""
   n, s, _, c = images.shape
   p = (s - WINDOW) // STRIDE + 1
-  starts = np.arange(p) * STRIDE
-  crops = [images[:, i:i + WINDOW, j:j + WINDOW] for i in starts for j in starts]
-  return jnp.stack(crops, 1).reshape(n * p * p, WINDOW, WINDOW, c), p
+  rows = (np.arange(p) * STRIDE)[:, None] + np.arange(WINDOW)  # [p, 14]: window i's rows
+  # one gather, [N, p, p, 14, 14, C]; a slice per window made 3,364 ops at 128x128, and
+  # compiling them took 8.6 s
+  crops = images[:, rows[:, None, :, None], rows[None, :, None, :]]
+  return crops.reshape(n * p * p, WINDOW, WINDOW, c), p
 
 
 def main(argv):
