@@ -156,7 +156,7 @@ def test_abstract_models_are_eval_shapes_without_asking_tracers_for_their_shardi
 
   from jax._src.interpreters import partial_eval
 
-  from cnn_lab.models.registry import _REGISTRY, _host_counted_rngs
+  from cnn_lab.models.registry import _REGISTRY, _abstract_build_rngs
   calls = []
   real = partial_eval.DynamicJaxprTracer._origin_msg
   monkeypatch.setattr(partial_eval.DynamicJaxprTracer, "_origin_msg",
@@ -170,17 +170,18 @@ def test_abstract_models_are_eval_shapes_without_asking_tracers_for_their_shardi
   assert shapes(ours) == shapes(theirs)
   # the keys drawn are nnx.Rngs(0)'s: built concretely, the same parameters
   lenet = partial(_REGISTRY["lenet5"], num_classes=10)
-  for a, b in zip(jax.tree.leaves(nnx.state(lenet(rngs=_host_counted_rngs()))),
+  for a, b in zip(jax.tree.leaves(nnx.state(lenet(rngs=_abstract_build_rngs()))),
                   jax.tree.leaves(nnx.state(lenet(rngs=nnx.Rngs(0))))):
     np.testing.assert_array_equal(a, b)
 
 
-def test_host_counted_streams_hand_out_counts_their_next_draw_does_not_change():
-  """A draw reads its stream's count and then advances it in place; the count it read
-  must not move with it (on CPU JAX may use that numpy buffer uncopied, so a draw still
-  queued read the advanced count: CI built a LeNet-5 whose keys were not `Rngs(0)`'s)."""
-  from cnn_lab.models.registry import _host_counted_rngs
-  rngs = _host_counted_rngs()
+def test_abstract_build_streams_hand_out_counts_their_next_draw_does_not_change():
+  """A draw reads its stream's count and then advances it; the count it read must not
+  move with it (numpy counts were advanced in place, and on CPU JAX may use a numpy
+  buffer uncopied, so a draw still queued read the advanced count: CI built a LeNet-5
+  whose keys were not `Rngs(0)`'s)."""
+  from cnn_lab.models.registry import _abstract_build_rngs
+  rngs = _abstract_build_rngs()
   read = rngs.params.count[...]
   rngs.params()
   assert int(read) == 0 and int(rngs.params.count[...]) == 1

@@ -12,6 +12,7 @@ from flax import nnx
 from cnn_lab.errors import fail
 from cnn_lab.models import (alexnet, detection, efficientnet, embedding, googlenet, lenet,
                             mobilenet, mobilenet_v3, resnet, transfer, unet, vgg)
+from cnn_lab.nn.layers import StoresTracedValues
 
 # One line a family: its file's PRESETS (name -> constructor).
 _REGISTRY = {**lenet.PRESETS, **alexnet.PRESETS, **vgg.PRESETS, **resnet.PRESETS,
@@ -27,36 +28,29 @@ def _face_embedder(**kwargs):
 _REGISTRY["face_embedder"] = _face_embedder  # a zoo backbone with an embedding head
 
 
-def _host_counted_rngs() -> nnx.Rngs:
-  """`nnx.Rngs(0)` whose streams count their draws in numpy, for building under a trace.
+def _abstract_build_rngs() -> nnx.Rngs:
+  """`nnx.Rngs(0)` whose streams' counts store traced values directly, for building
+  under a trace (`cnn_lab.nn.layers.StoresTracedValues`).
 
-  A stream's count is a JAX array; under `nnx.eval_shape` each draw stages `count + 1`,
-  and flax's store of it asks the new tracer for its sharding, whose error message walks
-  the whole trace so far (jax `_origin_msg`): building EfficientNet-B7 abstractly took
-  9.4 s, 1.6 s with host counts. The keys drawn are the same (`fold_in(key, n)`).
-
-  Each read of a count is a copy: a stream draws `fold_in(key, count[...])` and then
-  adds one to `count[...]` in place, and on CPU JAX may use a numpy buffer without
-  copying it, so a draw still queued would read the count already advanced."""
+  Under `nnx.eval_shape` each draw stages `count + 1`, and flax's store of it asked the
+  new tracer for its sharding: building EfficientNet-B7 abstractly took 9.4 s that way.
+  The counts stay JAX arrays (numpy counts, the first remedy, were advanced in place
+  while a queued draw could still read them) and the keys drawn are `Rngs(0)`'s."""
   rngs = nnx.Rngs(0)
   for stream in vars(rngs).values():
     if isinstance(stream, nnx.RngStream):
-      stream.count = _HostCount(np.zeros(stream.count.shape, np.uint32), tag=stream.tag)
+      stream.count = _Count(stream.count.get_raw_value(), tag=stream.tag)
   return rngs
 
 
-class _HostCount(nnx.RngCount):
-  """A stream's count in numpy whose every read is a copy."""
-
-  def get_value(self, **kwargs):
-    value = super().get_value(**kwargs)
-    return value.copy() if isinstance(value, np.ndarray) else value
+class _Count(StoresTracedValues, nnx.RngCount):
+  """A stream's count (`StoresTracedValues`)."""
 
 
 def abstract_model(factory) -> nnx.Module:
   """`factory(rngs=...)`'s model with shapes and dtypes only: nothing allocated or
   compiled (`nnx.eval_shape`)."""
-  return nnx.eval_shape(lambda: factory(rngs=_host_counted_rngs()))
+  return nnx.eval_shape(lambda: factory(rngs=_abstract_build_rngs()))
 
 
 def list_models() -> list[str]:
