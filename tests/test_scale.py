@@ -151,22 +151,23 @@ def test_preempted_at_several_points_resumes_bitwise(tmp_path):
   train_and_evaluate(small_config(num_train_steps=40), reference)
   workdir = str(tmp_path / "preempted")
   flags = ["--config.num_train_steps=40"]
-  resumed_from = []
+  stopped_at = []  # the step saved when each kill landed: where the next launch resumes
   for sig, after in ((signal.SIGKILL, 10), (signal.SIGTERM, 20), (signal.SIGKILL, 30)):
     proc = subprocess.Popen(launcher(workdir, *flags), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     _wait_for_step(workdir, proc, after)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    if sig == signal.SIGTERM:
+    if sig == signal.SIGTERM:  # a clean exit after saving where it stood
       assert proc.returncode == 0 and "SIGTERM received" in err, err[-2000:]
-    if "Resumed from the checkpoint" in err:
-      resumed_from.append(int(err.split("Resumed from the checkpoint at step ")[1].split(".")[0]))
-    assert saved_state(workdir)["step"] < 40, "each kill must land mid-training"
+    if stopped_at:
+      assert f"Resumed from the checkpoint at step {stopped_at[-1]}." in err, err[-2000:]
+    stopped_at.append(saved_state(workdir)["step"])
+    assert after <= stopped_at[-1] < 40, "each kill must land mid-training"
   done = subprocess.run(launcher(workdir, *flags), cwd=ROOT, capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert resumed_from and "Resumed from the checkpoint" in done.stderr
+  assert f"Resumed from the checkpoint at step {stopped_at[-1]}." in done.stderr
   assert_trees_bitwise_equal(saved_state(reference), saved_state(workdir))
   with open(os.path.join(reference, "metrics.jsonl")) as a, \
        open(os.path.join(workdir, "metrics.jsonl")) as b:
