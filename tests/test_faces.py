@@ -239,7 +239,6 @@ def test_faces_build_train_and_the_cli_enrolls_verifies_identifies(tmp_path):
   for name, (person, seed) in {"a1": (600, 1), "a2": (600, 2), "b1": (601, 1)}.items():
     Image.fromarray(faces.render(np.random.default_rng(seed), faces.identity(0, person),
                                  64)).save(tmp_path / f"{name}.png")
-  (tmp_path / "broken.png").write_bytes(b"not a png")
   db = tmp_path / "db.npz"
 
   def face(*args):
@@ -253,9 +252,6 @@ def test_faces_build_train_and_the_cli_enrolls_verifies_identifies(tmp_path):
   assert out.returncode == 0 and "distance" in out.stdout, out.stderr[-2000:]
   out = face("identify", f"--database={db}", "--threshold=100", tmp_path / "b1.png")
   assert out.returncode == 0 and "b1.png: " in out.stdout, out.stderr[-2000:]
-  out = face("identify", f"--database={db}", tmp_path / "broken.png")
-  assert out.returncode and "image: expected a readable image file" in out.stderr
-  assert "broken.png" in out.stderr
   root = _mock_lfw(tmp_path / "lfw")
   out = face("lfw", f"--lfw_dir={root}")
   assert out.returncode == 0 and "LFW, 8 pairs in 2 folds: accuracy" in out.stdout, \
