@@ -72,12 +72,7 @@ def test_benchmark_command_prints_the_ops_table_and_writes_its_rows(tmp_path):
   assert all(r["fwd_gflops"] > 0 and r["fwd_bwd_gflops"] > 0 for r in conv_rows)
   boxes = {r["case"] for r in rows if r["impl"] == "jax"}
   assert boxes == {"iou 1000x1000 boxes", "nms 1000 boxes, keep <= 100"}
-  assert all(r["fwd_ms"] > 0 for r in rows)
-  bad = subprocess.run([sys.executable, "-m", "experiments.benchmark", "opz"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-  assert bad.returncode != 0
-  assert ("suite: expected some of ['data', 'ops', 'peers', 'time_to_accuracy', 'train']"
-          in bad.stderr)
+  assert all(r["fwd_ms"] > 0 for r in rows)  # an unknown suite: tests/test_cli.py
 
 
 def test_seed_runner_reads_the_final_eval(tmp_path):

@@ -21,7 +21,7 @@ CASES = {
     "unknown model": lambda d: _train(d / "run", "--config.model.name=nosuchnet"),
     "unknown dataset": lambda d: _train(d / "run", "--config.dataset.name=nosuchdata"),
     "unknown task": lambda d: _train(d / "run", "--config.task=nosuchtask"),
-    "unknown config key": lambda d: _train(d / "run", "--config.nosuchkey=1"),
+    "unknown config key": lambda d: _train(d / "run", "--config.optimizer.learnin_rate=0.1"),
     "a model key the family does not take": lambda d: [  # U-Net's filters on AlexNet
         "experiments.train", "--config=experiments/configs/unet_shapes.py:test",
         "--config.model.name=alexnet", f"--workdir={d / 'run'}"],
@@ -48,6 +48,15 @@ CASES = {
 }
 
 
+# what some of the lines must say, beyond being one `error: ...` line
+MESSAGES = {
+    "unknown config key": ["--config.optimizer.learnin_rate: unknown config key",
+                           "optimizer.learning_rate"],  # the near miss suggested
+    "benchmark an unknown suite": [
+        "suite: expected some of ['data', 'ops', 'peers', 'time_to_accuracy', 'train']"],
+}
+
+
 def _run(args, env=None):
   return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=ROOT, capture_output=True,
                         text=True, timeout=300, env={**os.environ, **(env or {})})
@@ -59,6 +68,8 @@ def test_bad_input_is_one_error_line(case, tmp_path):
   lines = [line for line in done.stderr.splitlines() if line.strip()]
   assert done.returncode == 1, done.stderr[-2000:]
   assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+  for part in MESSAGES.get(case, ()):
+    assert part in lines[0], lines[0]
   assert not (tmp_path / "run").exists(), "a failed launch left a workdir"
 
 
