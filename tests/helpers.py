@@ -1,7 +1,6 @@
 """Shared test helpers: small configs, reading back checkpoints, random inputs."""
 
 import os
-import subprocess
 import sys
 
 import jax
@@ -56,8 +55,3 @@ def assert_trees_bitwise_equal(a, b) -> None:
 def launcher(workdir: str, *flags: str, preset: str = "test") -> list[str]:
   return [sys.executable, "-m", "experiments.train", f"--config={CONFIG}:{preset}",
           f"--workdir={workdir}", *flags]
-
-
-def run_launcher(workdir: str, *flags: str, **kw) -> subprocess.CompletedProcess:
-  return subprocess.run(launcher(workdir, *flags), cwd=ROOT, capture_output=True, text=True,
-                        timeout=300, **kw)
