@@ -156,10 +156,14 @@ def first_conv_kernel(model, input_shape) -> np.ndarray:
 def saliency(model, image, class_index: int | None = None):
   """|d score / d pixel|, max over colour channels: `[H, W]`, and the class used."""
   x = jnp.asarray(image)[None]
-  logits = jax.jit(lambda x: model(x))(x)
-  c = int(jnp.argmax(logits[0])) if class_index is None else class_index
-  grad = jax.jit(jax.grad(lambda x, c: model(x)[0, c]))(x, c)
-  return np.asarray(jnp.max(jnp.abs(grad[0]), -1)), c
+
+  def score(x):  # the class's logit and the class: one forward pass picks and scores it
+    logits = model(x)[0]
+    c = jnp.argmax(logits) if class_index is None else class_index
+    return logits[c], c
+
+  grad, c = jax.jit(jax.grad(score, has_aux=True))(x)
+  return np.asarray(jnp.max(jnp.abs(grad[0]), -1)), int(c)
 
 
 def to_tile(array, size: int = 64, cmap: str | None = None) -> Image.Image:
