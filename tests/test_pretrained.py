@@ -113,26 +113,20 @@ def test_converter_pairs_cover_every_variable_once(name):
   assert len({t for t, _, _ in pairs}) == len(pairs)
 
 
-def _filled(name, num_classes=10, seed=0):
+def _filled(name, num_classes=10, seed=0, *, zeros=False):
   """Model `name` (64 px) built from shapes, every variable filled with distinct random
-  numbers (cheaper than initialising it; variances positive)."""
+  numbers (cheaper than initialising it; variances positive), or with `zeros`: read-only
+  broadcast zeros, a file's keys and shapes at no cost (VGG-11's 129M random values
+  took 12 s to draw)."""
   model = create_model(name, rngs=nnx.Rngs(0), num_classes=num_classes, input_size=64,
                        abstract=True)
   rng = np.random.default_rng(seed)
   for path, node in nnx.iter_graph(model):
-    if isinstance(node, nnx.Variable):
+    if isinstance(node, nnx.Variable) and zeros:
+      node.set_value(np.broadcast_to(np.zeros((), node.dtype), node.shape))
+    elif isinstance(node, nnx.Variable):
       value = rng.normal(size=node.shape)
       node.set_value((np.abs(value) if path[-1] == "var" else value).astype(node.dtype))
-  return model
-
-
-def _zeros(name):
-  """Model `name` (64 px) built from shapes, every variable a read-only broadcast zero:
-  the shapes and keys of a file, at no cost (VGG-11's 129M values took 12 s to draw)."""
-  model = create_model(name, rngs=nnx.Rngs(0), num_classes=10, input_size=64, abstract=True)
-  for _, node in nnx.iter_graph(model):
-    if isinstance(node, nnx.Variable):
-      node.set_value(np.broadcast_to(np.zeros((), node.dtype), node.shape))
   return model
 
 
@@ -175,7 +169,7 @@ def test_googlenet_file_with_aux_heads_loads_into_a_model_without_them():
     ("googlenet", "mobilenet_v2")])
 def test_a_file_of_another_family_or_depth_is_refused_key_by_key(source, target):
   """Nothing is copied; the message names what is missing, unexpected or mis-shaped."""
-  state = torchvision_state(_zeros(source), source)
+  state = torchvision_state(_filled(source, zeros=True), source)
   model = create_model(target, rngs=nnx.Rngs(0), num_classes=10, input_size=64, abstract=True)
   with pytest.raises(CheckpointMismatchError, match=f"expected torchvision's {target} for "
                      "this model, received a mismatch; (missing|unexpected|mis-shaped)"):
