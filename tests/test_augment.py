@@ -55,11 +55,13 @@ def test_annotations_follow_the_pixels(name):
 def test_vmapped_batch_and_color_jitter_range():
   batch = jax.tree.map(lambda a: jnp.stack([a] * 3), blob_example())
   keys = jax.random.split(jax.random.key(0), 3)
-  out = jax.vmap(lambda k, e: A.random_rotation(k, e, 0.2))(keys, batch)
+  # jitted, as the pipeline runs them (op by op, this test compiled ~130 programs)
+  out = jax.jit(jax.vmap(lambda k, e: A.random_rotation(k, e, 0.2)))(keys, batch)
   assert out["image"].shape == (3, 32, 40, 3)
   assert not np.allclose(out["image"][0], out["image"][1])  # independent draws
-  jittered = A.color_jitter(jax.random.key(1), blob_example(), brightness=0.3, contrast=0.3,
-                            saturation=0.3, hue=0.1)
+  jittered = jax.jit(functools.partial(A.color_jitter, brightness=0.3, contrast=0.3,
+                                       saturation=0.3, hue=0.1))(jax.random.key(1),
+                                                                 blob_example())
   assert float(jittered["image"].min()) >= 0 and float(jittered["image"].max()) <= 1
   np.testing.assert_array_equal(jittered["segmentation"], blob_example()["segmentation"])
 

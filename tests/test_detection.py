@@ -1,5 +1,7 @@
 """YOLO's anchors, targets, decoding, loss and inference; localization; sliding windows."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,13 +33,25 @@ def test_targets_go_to_the_centre_cell_and_best_anchor():
                      [0.52, 0.32, 0.72, 0.72],  # same cell and anchor: loses to the first
                      [0.0, 0.0, 0.0, 0.0]])     # padding
   classes = jnp.array([3, 1, 2, -1])
-  t = yolo.encode_targets(boxes, classes, ANCHORS, 4)
+  t = jax.jit(yolo.encode_targets, static_argnums=3)(boxes, classes, ANCHORS, 4)
   assert t["object"].shape == (4, 4, 3) and float(t["object"].sum()) == 2
   assert float(t["object"][0, 0, 0]) == 1 and float(t["object"][2, 2, 1]) == 1
   np.testing.assert_allclose(t["box"][2, 2, 1], boxes[1])
   assert int(t["class"][0, 0, 0]) == 3 and int(t["class"][2, 2, 1]) == 1
 
 
+# Jitted, as training runs them: run op by op, each of their ~100 operations compiles a
+# program of its own (the two loss tests took 16 s that way).
+yolo_loss = jax.jit(yolo.yolo_loss, static_argnums=4)
+
+
+@jax.jit
+def yolo_loss_grad(pred, boxes, classes):
+  return jax.grad(lambda p: yolo.yolo_loss(p, boxes, classes, ANCHORS,
+                                           yolo.YoloLossWeights())[0])(pred)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
 def perfect_predictions(boxes, classes, anchors, grid, num_classes):
   """Raw predictions that decode exactly to the targets, confident everywhere."""
   t = yolo.encode_targets(boxes, classes, anchors, grid)
@@ -58,17 +72,14 @@ def test_decode_inverts_the_targets_and_the_loss_is_near_zero():
   boxes = jnp.array([[0.05, 0.05, 0.15, 0.15], [0.5, 0.3, 0.7, 0.7], [0, 0, 0, 0.0]])
   classes = jnp.array([3, 1, -1])
   pred = perfect_predictions(boxes, classes, ANCHORS, 4, 5)
-  decoded, _, _ = yolo.decode(pred, ANCHORS)
+  decoded, _, _ = jax.jit(yolo.decode)(pred, ANCHORS)
   np.testing.assert_allclose(decoded[0, 0, 0], boxes[0], atol=5e-5)  # logit clipped
   np.testing.assert_allclose(decoded[2, 2, 1], boxes[1], atol=5e-5)
-  loss, terms = yolo.yolo_loss(pred, boxes, classes, ANCHORS, yolo.YoloLossWeights())
+  loss, terms = yolo_loss(pred, boxes, classes, ANCHORS, yolo.YoloLossWeights())
   assert float(terms["coord"]) < 1e-6 and float(loss) < 1e-3
-  grads = jax.grad(lambda p: yolo.yolo_loss(p, boxes, classes, ANCHORS,
-                                            yolo.YoloLossWeights())[0])(pred)
-  assert np.all(np.isfinite(grads))
+  assert np.all(np.isfinite(yolo_loss_grad(pred, boxes, classes)))
   # No objects at all: only the no-object term remains.
-  _, empty = yolo.yolo_loss(pred, boxes, jnp.array([-1, -1, -1]), ANCHORS,
-                            yolo.YoloLossWeights())
+  _, empty = yolo_loss(pred, boxes, jnp.array([-1, -1, -1]), ANCHORS, yolo.YoloLossWeights())
   assert float(empty["coord"]) == float(empty["object"]) == float(empty["classes"]) == 0
 
 
@@ -81,8 +92,8 @@ def test_ignore_threshold_spares_predictions_overlapping_an_object():
   pred = pred.at[0, 0, 1, 4].set(12.0)
   spare = yolo.YoloLossWeights(ignore_iou=0.5)
   strict = yolo.YoloLossWeights(ignore_iou=1.0)
-  assert float(yolo.yolo_loss(pred, boxes, classes, ANCHORS, spare)[1]["no_object"]) < 1e-3
-  assert float(yolo.yolo_loss(pred, boxes, classes, ANCHORS, strict)[1]["no_object"]) > 10
+  assert float(yolo_loss(pred, boxes, classes, ANCHORS, spare)[1]["no_object"]) < 1e-3
+  assert float(yolo_loss(pred, boxes, classes, ANCHORS, strict)[1]["no_object"]) > 10
 
 
 def test_postprocess_returns_the_objects_once_jitted_and_vmapped():
@@ -106,10 +117,11 @@ def test_localization_loss_counts_box_and_class_only_with_an_object():
   out = out.at[0, 1:5].set(localization.course_box(targets.boxes[0]))
   out = out.at[0, 5 + 2].set(30.0).at[:, 9:].set(0.5)
   out = out.at[1, 1:9].set(123.0)  # garbage where there is no object: not counted
-  terms = localization.localization_loss(out, targets, 4, 5)
+  terms = jax.jit(localization.localization_loss, static_argnums=(2, 3))(out, targets, 4, 5)
   for name in ("presence", "box", "classes", "landmarks"):
     assert float(terms[name]) < 1e-6, name
-  sums = localization.eval_sums(out, targets, jnp.array([True, True]), 4, 5)
+  sums = jax.jit(localization.eval_sums, static_argnums=(3, 4))(out, targets,
+                                                                jnp.array([True, True]), 4, 5)
   assert float(sums["iou50_and_class"]) == 1 and float(sums["presence_correct"]) == 2
   assert float(sums["nme"]) < 1e-6
 

@@ -43,6 +43,12 @@ def _reference_triplets(emb, labels, alpha):
   return out
 
 
+def _jitted(loss):
+  """`loss` jitted, as training runs it (op by op, each mining loss compiled ~50
+  programs of its own)."""
+  return jax.jit(loss, static_argnames="alpha")
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_mining_matches_loop_references(seed):
   emb, labels = _batch(seed)
@@ -50,7 +56,7 @@ def test_mining_matches_loop_references(seed):
   triplets = _reference_triplets(emb, labels, alpha)
   losses = [max(dap - dan + alpha, 0.0) for *_, dap, dan in triplets]
   positive = [x for x in losses if x > 1e-12]
-  loss, _ = M.batch_all_triplet_loss(emb, labels, alpha)
+  loss, _ = _jitted(M.batch_all_triplet_loss)(emb, labels, alpha=alpha)
   np.testing.assert_allclose(loss, sum(positive) / max(len(positive), 1), rtol=1e-4)
 
   hard = []
@@ -58,7 +64,7 @@ def test_mining_matches_loop_references(seed):
     dap = max(t[3] for t in triplets if t[0] == a)
     dan = min(t[4] for t in triplets if t[0] == a)
     hard.append(max(dap - dan + alpha, 0.0))
-  loss, _ = M.batch_hard_triplet_loss(emb, labels, alpha)
+  loss, _ = _jitted(M.batch_hard_triplet_loss)(emb, labels, alpha=alpha)
   np.testing.assert_allclose(loss, np.mean(hard), rtol=1e-4, atol=1e-6)
 
   semi = []
@@ -68,22 +74,23 @@ def test_mining_matches_loop_references(seed):
     farther = [t[4] for t in rows if t[4] > dap]
     dan = min(farther) if farther else min(t[4] for t in rows)
     semi.append(max(dap - dan + alpha, 0.0))
-  loss, terms = M.semi_hard_triplet_loss(emb, labels, alpha)
+  loss, terms = _jitted(M.semi_hard_triplet_loss)(emb, labels, alpha=alpha)
   np.testing.assert_allclose(loss, np.mean(semi), rtol=1e-4, atol=1e-6)
   assert 0 <= float(terms["semi_hard"]) <= 1
 
 
 def test_random_triplets_are_keyed_and_valid():
   emb, labels = _batch(0, p=3, k=2)
-  a, _ = M.random_triplet_loss(emb, labels, key=jax.random.key(0))
-  b, _ = M.random_triplet_loss(emb, labels, key=jax.random.key(0))
-  c, _ = M.random_triplet_loss(emb, labels, key=jax.random.key(1))
+  random_triplet_loss = _jitted(M.random_triplet_loss)
+  a, _ = random_triplet_loss(emb, labels, key=jax.random.key(0))
+  b, _ = random_triplet_loss(emb, labels, key=jax.random.key(0))
+  c, _ = random_triplet_loss(emb, labels, key=jax.random.key(1))
   assert float(a) == float(b) and float(a) != float(c)  # anchors have 4 negatives each
   # two identities, each image of one identity at one point: every draw gives the same
   # triplets, d(a, p) = 0 and d(a, n) = |e0 - e2|^2
   e0, e2 = jnp.array([1.0, 0.0]), jnp.array([0.8, 0.1])
   emb, labels = jnp.stack([e0, e0, e2, e2]), jnp.array([0, 0, 1, 1])
-  loss, _ = M.random_triplet_loss(emb, labels, alpha=0.2, key=jax.random.key(2))
+  loss, _ = random_triplet_loss(emb, labels, alpha=0.2, key=jax.random.key(2))
   np.testing.assert_allclose(loss, 0.2 - _d(e0, e2), rtol=1e-5)
 
 

@@ -41,7 +41,8 @@ def test_deltas_round_trip_and_cap():
 def test_rpn_targets_label_every_object_and_sample_balanced():
   anchors = jnp.asarray(rcnn.anchor_grid(8, (0.25, 0.5), (0.5, 1.0, 2.0)))
   settings = rcnn.RPNSettings(batch_per_image=64, positive_fraction=0.5)
-  labels, deltas = rcnn.rpn_targets(anchors, GT, GT_CLASSES, jax.random.key(0), settings)
+  rpn_targets = jax.jit(rcnn.rpn_targets, static_argnums=4)  # as the model runs it
+  labels, deltas = rpn_targets(anchors, GT, GT_CLASSES, jax.random.key(0), settings)
   iou = np.asarray(box_ops.iou(anchors, GT[:2]))
   pos, neg = np.asarray(labels == 1), np.asarray(labels == 0)
   assert pos.sum() <= 32 and pos.sum() + neg.sum() == 64
@@ -50,10 +51,11 @@ def test_rpn_targets_label_every_object_and_sample_balanced():
     assert pos[np.argmax(iou[:, j])]
   assert np.all(iou[neg].max(1) < 0.3)
   matched = np.asarray(GT)[np.argmax(iou, 1)]
-  np.testing.assert_allclose(rcnn.decode_deltas(deltas, anchors)[pos], matched[pos], atol=1e-5)
+  np.testing.assert_allclose(jax.jit(rcnn.decode_deltas)(deltas, anchors)[pos], matched[pos],
+                             atol=1e-5)
   # no objects at all: only negatives, and a finite loss
   none = jnp.full((3,), -1)
-  labels, deltas = rcnn.rpn_targets(anchors, GT, none, jax.random.key(0), settings)
+  labels, deltas = rpn_targets(anchors, GT, none, jax.random.key(0), settings)
   assert int(jnp.sum(labels == 1)) == 0 and int(jnp.sum(labels == 0)) == 64
   assert jnp.all(jnp.isfinite(deltas))
 
@@ -75,13 +77,14 @@ def test_proposals_drop_degenerate_boxes_and_may_be_empty():
   logits = jnp.linspace(1.0, 0.0, 16)
   deltas = jnp.zeros((16, 4))
   common = dict(pre_nms=10, post_nms=8, nms_iou=0.7, min_size=0.05)
-  boxes, scores, valid = rcnn.propose(logits, deltas, anchors, **common)
+  propose = jax.jit(lambda *a: rcnn.propose(*a, **common))  # as the model runs it
+  boxes, scores, valid = propose(logits, deltas, anchors)
   assert boxes.shape == (8, 4) and int(valid.sum()) == 8
   assert jnp.all(boxes >= 0) and jnp.all(boxes <= 1)  # clipped to the image
   assert jnp.all(scores[:-1] >= scores[1:])  # best first
   # every box shrunk to a sliver (log-size -10) or NaN: no proposals, all padding
   degenerate = deltas.at[:8, 2:].set(-10.0).at[8:].set(jnp.nan)
-  boxes, scores, valid = rcnn.propose(logits, degenerate, anchors, **common)
+  boxes, scores, valid = propose(logits, degenerate, anchors)
   assert not jnp.any(valid) and not jnp.any(boxes) and jnp.all(scores == -jnp.inf)
 
 
@@ -92,8 +95,9 @@ def test_roi_sampling_marks_foreground_by_iou_and_adds_the_objects():
                          [0.3, 0.3, 0.3, 0.3]])  # degenerate: IoU 0, background
   valid = jnp.array([True, True, True, False])  # the last is padding
   settings = rcnn.RoISettings(batch_per_image=8, positive_fraction=0.5)
-  rois, labels, deltas = rcnn.sample_rois(proposals, valid, GT, GT_CLASSES,
-                                          jax.random.key(0), settings)
+  sample_rois = jax.jit(rcnn.sample_rois, static_argnums=5)  # as the model runs it
+  rois, labels, deltas = sample_rois(proposals, valid, GT, GT_CLASSES, jax.random.key(0),
+                                     settings)
   assert rois.shape == (8, 4) and labels.shape == (8,)
   iou = np.asarray(box_ops.iou(rois, GT[:2]))
   for roi_iou, label in zip(iou, np.asarray(labels)):
@@ -106,14 +110,14 @@ def test_roi_sampling_marks_foreground_by_iou_and_adds_the_objects():
                     (np.asarray(labels) >= 0))  # padding never sampled
   fg = np.asarray(labels > 0)
   np.testing.assert_allclose(
-      rcnn.decode_deltas(deltas, rois, settings.box_weights)[fg],
+      jax.jit(rcnn.decode_deltas, static_argnums=2)(deltas, rois, settings.box_weights)[fg],
       np.asarray(GT)[np.argmax(iou, 1)][fg], atol=1e-5)
   assert jnp.all(jnp.isfinite(deltas))
   # a scene without objects, and an "object" of zero size (treated as padding): all
   # sampled RoIs are background, targets finite
   for classes in (jnp.full((3,), -1), jnp.array([-1, -1, 4])):
-    _, labels, deltas = rcnn.sample_rois(proposals, valid, GT, classes, jax.random.key(0),
-                                         settings)
+    _, labels, deltas = sample_rois(proposals, valid, GT, classes, jax.random.key(0),
+                                    settings)
     assert int(jnp.sum(labels > 0)) == 0 and int(jnp.sum(labels == 0)) == 3
     assert jnp.all(jnp.isfinite(deltas))
 
@@ -138,7 +142,8 @@ def test_model_outputs_and_combined_loss():
   a = 8 * 8 * 9
   assert out["rpn_logits"].shape == (2, a) and out["rpn_deltas"].shape == (2, a, 4)
   assert out["class_logits"].shape == (2, 8, 9) and out["box_deltas"].shape == (2, 8, 8, 4)
-  loss, terms = rcnn.faster_rcnn_loss(out)
+  loss_fn = jax.jit(rcnn.faster_rcnn_loss)  # as training runs it
+  loss, terms = loss_fn(out)
   assert jnp.isfinite(loss) and set(terms) >= {"rpn_objectness", "rpn_box", "classifier", "box"}
   np.testing.assert_allclose(loss, sum(terms[k] for k in ("rpn_objectness", "rpn_box",
                                                             "classifier", "box")), rtol=1e-6)
@@ -150,7 +155,7 @@ def test_model_outputs_and_combined_loss():
   perfect["class_logits"] = 30.0 * jax.nn.one_hot(jnp.maximum(out["roi_labels"], 0), 9)
   perfect["box_deltas"] = jnp.broadcast_to(out["roi_targets"][:, :, None],
                                            out["box_deltas"].shape)
-  loss, _ = rcnn.faster_rcnn_loss(perfect)
+  loss, _ = loss_fn(perfect)
   assert float(loss) < 1e-6
   infer = model(images)  # no targets: test-time proposals (jitted)
   assert infer["proposals"].shape == (2, 64, 4) and infer["class_logits"].shape == (2, 64, 9)
@@ -170,7 +175,7 @@ def test_postprocess_keeps_one_box_per_object_and_class():
   np.testing.assert_allclose(out["boxes"][:2], proposals[jnp.array([0, 2])], atol=1e-6)
   assert jnp.all(out["classes"][2:] == -1) and jnp.all(out["scores"][2:] == 0)
   # no valid proposal at all: nothing detected, no error
-  empty = post(proposals, jnp.zeros(4, bool), logits, deltas)
+  empty = jax.jit(post)(proposals, jnp.zeros(4, bool), logits, deltas)
   assert int(empty["count"]) == 0 and jnp.all(empty["classes"] == -1)
 
 
@@ -209,14 +214,16 @@ def test_rcnn_warp_labels_and_detect():
   from cnn_lab.detection import region_cnn
   image, objects = _two_rectangles()
   x = jnp.asarray(image, jnp.float32) / 255.0
-  crops = region_cnn.warp(x, objects, 8)
+  # jitted, as experiments.rcnn runs them (op by op, this test compiled ~200 programs)
+  warp = jax.jit(region_cnn.warp, static_argnums=2, static_argnames="context")
+  crops = warp(x, objects, 8)
   assert crops.shape == (2, 8, 8, 3)
   # all red inside (the outermost samples sit within half a pixel of the border, where
   # bilinear interpolation takes a little of the background)
   np.testing.assert_allclose(crops[0, 1:-1, 1:-1], np.broadcast_to(
       [220 / 255, 30 / 255, 30 / 255], (6, 6, 3)), atol=1e-5)
   np.testing.assert_allclose(crops[0], crops[0, 4:5, 4:5] + 0 * crops[0], atol=0.02)
-  wide = region_cnn.warp(x, objects, 8, context=0.5)  # context: the dark border shows
+  wide = warp(x, objects, 8, context=0.5)  # context: the dark border shows
   assert float(wide[0, 0, 0, 0]) < 0.5 and float(wide[0, 4, 4, 0]) > 0.8
 
   gt = np.concatenate([objects, np.zeros((1, 4), np.float32)])
@@ -233,7 +240,8 @@ def test_rcnn_warp_labels_and_detect():
     red = crops[..., 0].mean((1, 2)) > 0.6
     return jnp.where(red[:, None], 10.0 * jax.nn.one_hot(4, 9), 10.0 * jax.nn.one_hot(0, 9))
 
-  out = region_cnn.detect(classify, x, jnp.asarray(proposals), jnp.asarray(valid), size=8,
-                          context=0.0, postprocess=rcnn.PostProcess(max_detections=4))
+  detect = jax.jit(lambda *a: region_cnn.detect(
+      classify, *a, size=8, context=0.0, postprocess=rcnn.PostProcess(max_detections=4)))
+  out = detect(x, jnp.asarray(proposals), jnp.asarray(valid))
   assert int(out["count"]) == 1 and int(out["classes"][0]) == 3
   np.testing.assert_allclose(out["boxes"][0], objects[0], atol=1e-6)

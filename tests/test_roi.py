@@ -10,6 +10,12 @@ from jax.test_util import check_grads
 from cnn_lab.ops.roi import roi_align, roi_max_pool
 from tests.helpers import normal
 
+# Jitted, as the models run them: op by op, one pooling compiles dozens of programs of
+# its own. (test_jit_and_vmap_agree_with_the_pure_function: jitted == op by op.)
+align = jax.jit(roi_align, static_argnums=2,
+                static_argnames=("spatial_scale", "sampling_ratio", "aligned"))
+max_pool = jax.jit(roi_max_pool, static_argnums=2, static_argnames="spatial_scale")
+
 
 def _bilinear_taps(y, x, height, width):
   """torchvision's bilinear_interpolate: [(weight, row, col)] of one sample point."""
@@ -122,7 +128,7 @@ def test_roi_align_matches_reference_values_and_feature_gradients(seed, aligned)
 def test_roi_align_box_gradients_match_finite_differences():
   features, _ = _random_case(7)
   boxes = jnp.asarray([[5.3, 6.1, 30.7, 21.9], [12.2, 3.4, 20.6, 33.3]], jnp.float32)
-  f = lambda b: roi_align(features, b, 2, spatial_scale=0.25, sampling_ratio=2)
+  f = lambda b: align(features, b, 2, spatial_scale=0.25, sampling_ratio=2)
   check_grads(f, (boxes,), order=1, modes=["rev"], eps=1e-2, atol=2e-2, rtol=2e-2)
 
 
@@ -152,14 +158,14 @@ def test_jit_and_vmap_agree_with_the_pure_function(op):
 def test_rois_outside_the_image_pool_zeros_and_partial_ones_pool_what_is_inside():
   features = jnp.arange(1.0, 17.0).reshape(4, 4, 1)  # all positive
   outside = jnp.asarray([[20.0, 20.0, 30.0, 30.0], [-30.0, -30.0, -20.0, -25.0]])
-  assert not jnp.any(roi_align(features, outside, 2))
-  assert not jnp.any(roi_max_pool(features, outside, 2))
+  assert not jnp.any(align(features, outside, 2))
+  assert not jnp.any(max_pool(features, outside, 2))
   # The right half of this RoI lies beyond the last column: RoI pooling clips it away
   # (its right bins are empty: 0); RoIAlign samples within a cell of the border only.
   partial = jnp.asarray([[2.0, 0.0, 5.9, 3.9]])
-  pooled = roi_max_pool(features, partial, 2)[0, :, :, 0]
+  pooled = max_pool(features, partial, 2)[0, :, :, 0]
   np.testing.assert_array_equal(pooled, [[12.0, 0.0], [16.0, 0.0]])
-  aligned = roi_align(features, partial, 2)[0, :, :, 0]
+  aligned = align(features, partial, 2)[0, :, :, 0]
   assert jnp.all(aligned[:, 1] > 0) and jnp.all(jnp.isfinite(aligned))
 
 
@@ -167,18 +173,18 @@ def test_degenerate_and_empty_rois():
   features, _ = _random_case(0)
   point = jnp.asarray([[10.0, 12.0, 10.0, 12.0]])
   inverted = jnp.asarray([[10.0, 12.0, 2.0, 3.0]])  # x2 < x1, y2 < y1
-  a = roi_align(features, point, 3, spatial_scale=0.25)
+  a = align(features, point, 3, spatial_scale=0.25)
   # zero size: every sample is the one point, so every bin is the same vector
   np.testing.assert_allclose(a, jnp.broadcast_to(a[:, :1, :1], a.shape), rtol=1e-6)
   for aligned in (True, False):  # aligned keeps the negative size, unaligned takes 1 x 1
     np.testing.assert_allclose(
-        roi_align(features, inverted, 3, spatial_scale=0.25, aligned=aligned),
+        align(features, inverted, 3, spatial_scale=0.25, aligned=aligned),
         reference_roi_align(features, inverted, 3, 0.25, 2, aligned), rtol=1e-5, atol=1e-6)
-  assert not np.allclose(roi_align(features, inverted, 3, spatial_scale=0.25), a)
+  assert not np.allclose(align(features, inverted, 3, spatial_scale=0.25), a)
   np.testing.assert_array_equal(
-      roi_max_pool(features, inverted, 2, spatial_scale=0.25),
+      max_pool(features, inverted, 2, spatial_scale=0.25),
       reference_roi_pool(features, inverted, 2, 0.25))
-  for pool in (roi_align, roi_max_pool):
+  for pool in (align, max_pool):
     out = pool(features, jnp.zeros((0, 4)), (2, 3))
     assert out.shape == (0, 2, 3, features.shape[-1])
 
@@ -212,5 +218,5 @@ def test_roi_max_pool_bins_are_torchvisions_for_every_size():
                                                           (bins, 1), 1.0))
   # the documented case: rows 2..58 (57 cells) in 7 bins; the last bin reaches row 59
   one = jnp.zeros((96, 1, 1)).at[59, 0, 0].set(5.0)
-  pooled = roi_max_pool(one, jnp.asarray([[0.0, 2.0, 0.0, 58.0]]), (7, 1))
+  pooled = pool(one, jnp.asarray([[0.0, 2.0, 0.0, 58.0]]), (7, 1))
   assert float(pooled[0, 6, 0, 0]) == 5.0
