@@ -222,7 +222,8 @@ def test_sliding_windows_experiment_prints_and_saves(tmp_path):
 def test_compare_detectors_and_two_stage_draws(tmp_path):
   """Faster R-CNN (:test preset) through compare_detectors (a fresh launch, the table,
   the figure; the code is the same for every detector, and YOLO's :test run is
-  tested above), then `experiments.detect` on the two-stage workdir. The timed batches
+  tested above; a warm launch: the session's data and compilation cache), then
+  `experiments.detect` on the two-stage workdir. The timed batches
   have the drawn ones' sizes (6 scenes; 1 image), so each command compiles once."""
   import json
   import os
@@ -233,7 +234,7 @@ def test_compare_detectors_and_two_stage_draws(tmp_path):
   out = subprocess.run([sys.executable, "-m", "experiments.compare_detectors",
                         f"--workdir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}",
                         "--detectors=faster_rcnn_shapes", "--preset=test",
-                        "--time_batch=6", "--rounds=1"], cwd=ROOT,
+                        "--time_batch=6", "--rounds=1", "--nofresh_launch"], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "faster_rcnn_shapes" in out.stdout

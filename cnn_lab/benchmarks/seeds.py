@@ -1,6 +1,7 @@
 """Runs the launcher once per seed, each in a fresh process with a fresh data dir and an
 empty compilation cache, so the wall time includes everything a user waits for on a
-first launch: imports, data build, compilation, training."""
+first launch: imports, data build, compilation, training (or, `fresh=False`, with this
+process's data dir and cache: a warm launch's time)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ import time
 from cnn_lab.train.metrics import read_metrics
 
 
-def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str]) -> dict:
-  """One launch; returns the final eval metrics and the wall seconds."""
+def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str],
+             fresh: bool = True) -> dict:
+  """One launch (`fresh`: with an empty data dir and compilation cache of its own);
+  returns the final eval metrics and the wall seconds."""
   with tempfile.TemporaryDirectory() as data_dir:
-    env = {**os.environ, "CNN_LAB_DATA_DIR": data_dir,
-           "CNN_LAB_COMPILATION_CACHE": os.path.join(data_dir, "xla")}
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # e.g. the test suite's shared one
+    env = dict(os.environ)
+    if fresh:
+      env.update(CNN_LAB_DATA_DIR=data_dir,
+                 CNN_LAB_COMPILATION_CACHE=os.path.join(data_dir, "xla"))
+      env.pop("JAX_COMPILATION_CACHE_DIR", None)  # e.g. the test suite's shared one
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "experiments.train", f"--config={config}",
                            f"--workdir={workdir}", f"--config.seed={seed}", *extra_flags],
@@ -34,15 +39,15 @@ def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str]) -> di
   return {"seed": seed, "wall_s": wall, **final}
 
 
-def cached_run(config: str, workdir: str) -> dict:
-  """`run_seed(config, workdir, 0)` unless `workdir` already holds its result
+def cached_run(config: str, workdir: str, fresh: bool = True) -> dict:
+  """`run_seed(config, workdir, 0, [], fresh)` unless `workdir` already holds its result
   (`run.json`, written at the end), so a comparison can be re-drawn without
   retraining; delete the workdir to measure again."""
   record = os.path.join(workdir, "run.json")
   if os.path.exists(record):
     with open(record) as f:
       return json.load(f)
-  result = run_seed(config, workdir, 0, [])
+  result = run_seed(config, workdir, 0, [], fresh)
   with open(record, "w") as f:
     json.dump(result, f)
   return result
