@@ -80,9 +80,10 @@ def main(argv):
                  "steps": run.step, "train_wall_s": r["wall_s"],
                  "images_per_s": FLAGS.time_batch / seconds})
   count = int(results[FLAGS.detectors[0]]["eval/count"])
+  launch = "fresh" if FLAGS.fresh_launch else "warm"
   print(f"{machine()['cpu']}, {machine()['cores']} cores; mAP on the {count} test scenes of "
-        f"{runs[FLAGS.detectors[0]].config.dataset.name}; train_wall_s: a "
-        f"{'fresh' if FLAGS.fresh_launch else 'warm'} launch to the end; images_per_s: jitted model + decoding + NMS, batch {FLAGS.time_batch}, "
+        f"{runs[FLAGS.detectors[0]].config.dataset.name}; train_wall_s: a {launch} launch to "
+        f"the end; images_per_s: jitted model + decoding + NMS, batch {FLAGS.time_batch}, "
         f"median of {FLAGS.rounds} rounds")
   print(format_table(rows))
   os.makedirs(FLAGS.out, exist_ok=True)
