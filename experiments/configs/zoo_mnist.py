@@ -16,6 +16,7 @@ cores, wall time from launch; README "The zoo on the real MNIST"):
   :resnet        2.5 epochs  0.47 +- 0.01% (seeds 0, 1, 2)  406 s
   :alexnet       1 epoch     0.88 +- 0.06% (seeds 0, 1, 2)  357-391 s
   :googlenet     1 epoch     2.13%                          496 s
+                 2 epochs    1.40%  (--config.num_epochs=2)  1169 s (host slow)
   :mobilenet_v1  2 epochs    4.62%                          400 s
   :mobilenet     2 epochs    5.00%                          529 s
   :efficientnet  2 epochs    2.05%                          792 s
