@@ -211,12 +211,11 @@ def test_roi_max_pool_bins_are_torchvisions_for_every_size():
   features = jnp.asarray(rng.normal(size=(96, 3, 2)), jnp.float32)
   heights = np.arange(1, 81, dtype=np.float32)
   boxes = np.stack([np.zeros(80), np.full(80, 2.0), np.full(80, 2.0), 2 + heights - 1], -1)
-  pool = jax.jit(roi_max_pool, static_argnums=2)  # eager, each op compiles alone
   for bins in (1, 7, 11, 13, 14):  # 7, 11, 13, 14 hold every float-vs-integer difference
-    got = pool(features, jnp.asarray(boxes, jnp.float32), (bins, 1))
+    got = max_pool(features, jnp.asarray(boxes, jnp.float32), (bins, 1))
     np.testing.assert_array_equal(got, reference_roi_pool(np.asarray(features), boxes,
                                                           (bins, 1), 1.0))
   # the documented case: rows 2..58 (57 cells) in 7 bins; the last bin reaches row 59
   one = jnp.zeros((96, 1, 1)).at[59, 0, 0].set(5.0)
-  pooled = pool(one, jnp.asarray([[0.0, 2.0, 0.0, 58.0]]), (7, 1))
+  pooled = max_pool(one, jnp.asarray([[0.0, 2.0, 0.0, 58.0]]), (7, 1))
   assert float(pooled[0, 6, 0, 0]) == 5.0
