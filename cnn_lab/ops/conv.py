@@ -4,7 +4,8 @@ Layouts: activations `[N, *spatial, C]` (NHWC for 2D), kernels `[*K, I, O]` (HWI
 The spatial rank (1D, 2D or 3D) is the kernel's rank minus two.
 
 Every function has two implementations behind one signature:
-  impl="xla":     lax.conv_general_dilated (the fast path);
+  impl="xla":     lax.conv_general_dilated (the fast path; on CPU a kernel wider
+                  than the output is one matmul instead, `cnn_lab.ops.conv_xla`);
   impl="scratch": the definition, vectorised: for each kernel tap, the strided
                   window of the padded input times that tap's [I, O] matrix, all
                   taps summed. No Python loop over pixels, only over the K taps;
@@ -25,6 +26,7 @@ import numpy as np
 from jax import lax
 
 from cnn_lab.errors import fail
+from cnn_lab.ops.conv_xla import conv_general
 from cnn_lab.ops._checks import (PaddingLike, check_input_rank, spatial_dims_of_kernel,
                                  tuple_arg)
 from cnn_lab.ops.padding import check_window_fits, out_sizes, resolve_padding
@@ -99,9 +101,7 @@ def conv(x, w, b=None, *, stride: int | Sequence[int] = 1, padding: PaddingLike 
   _check_impl(impl)
   ndim, strides, dilation, pairs, out = _prepare(x, w, stride, padding, dilation, groups)
   if impl == "xla":
-    y = lax.conv_general_dilated(x, w, strides, pairs, rhs_dilation=dilation,
-                                 dimension_numbers=_dimension_numbers(ndim),
-                                 feature_group_count=groups)
+    y = conv_general(x, w, strides, pairs, dilation, _dimension_numbers(ndim), groups)
   elif _is_depthwise(x, w, groups):
     # Depthwise taps are elementwise, not matmuls: blocking gains nothing forward and
     # its scan costs 3x backward (measured here: 179 vs 547 ms, 64x32x32x96, 3x3).
