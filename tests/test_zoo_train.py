@@ -49,8 +49,8 @@ ZOO_MNIST = os.path.join(ROOT, "experiments", "configs", "zoo_mnist.py")
 
 @pytest.mark.parametrize("family", ["alexnet", "mobilenet"])  # resized; padded, depthwise
 def test_zoo_mnist_presets_build_each_family_for_one_channel_digits(family):
-  """The family's MNIST network takes the 1-channel digits at the config's size (32,
-  AlexNet 64) and gives 10 logits: shapes only (`nnx.eval_shape`), no data read.
+  """The family's MNIST network takes the 1-channel digits at the config's size (32;
+  AlexNet and GoogLeNet 64) and gives 10 logits: shapes only (`nnx.eval_shape`), no data read.
   Every preset's config is validated by tests/test_contracts.py."""
   import jax
   import jax.numpy as jnp
