@@ -24,20 +24,18 @@ def x64():
     yield
 
 
-def reference(x, w, strides, padding, dilation, groups=1):
-  ndim = x.ndim - 2
-  spatial = "DHW"[3 - ndim:]
+def layout(x):
+  spatial = "DHW"[3 - (x.ndim - 2):]
+  return (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+
+
+def reference(x, w, strides, padding, dilation):
   return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
-                                  dimension_numbers=(f"N{spatial}C", f"{spatial}IO",
-                                                     f"N{spatial}C"),
-                                  feature_group_count=groups)
+                                  dimension_numbers=layout(x))
 
 
-def ours(x, w, strides, padding, dilation, groups=1):
-  ndim = x.ndim - 2
-  spatial = "DHW"[3 - ndim:]
-  return conv_xla.conv_general(x, w, strides, padding, dilation,
-                               (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"), groups)
+def ours(x, w, strides, padding, dilation):
+  return conv_xla.conv_general(x, w, strides, padding, dilation, layout(x), 1)
 
 
 def check_equal(x, w, *args):
@@ -59,7 +57,8 @@ def check_equal(x, w, *args):
     ((4, 3), (5, 5), (2, 1), ((2, 2), (2, 2)), (1, 1)),
     ((2, 3), (2, 3), (1, 1), ((1, 0), (2, 2)), (2, 2)),
     ((5,), (5,), (1,), ((1, 1),), (1,)),  # 1D
-    ((2, 2, 2), (3, 3, 3), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1))])  # 3D
+    ((2, 2, 2), (3, 3, 3), (1, 1, 1), ((1, 1),) * 3, (1, 1, 1)),  # 3D
+    ((1,), (2,), (1,), ((1, 1),), (2,))])  # both dilated taps on padding: zeros
 def test_window_wider_than_the_output_is_one_matmul_equal_to_xla(size, kernel, strides,
                                                                   padding, dilation):
   assert conv_xla.window_exceeds_output(size, kernel, strides, padding, dilation)
