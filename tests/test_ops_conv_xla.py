@@ -1,6 +1,6 @@
-"""`cnn_lab.ops.conv_xla`: its CPU path (a kernel wider than the output, as one matmul)
-equals `lax.conv_general_dilated` (float64, values and gradients, forward and reverse
-mode)."""
+"""`ops.conv(impl="xla")`'s CPU path for a kernel wider than its output (one matmul over
+the taps) equals `lax.conv_general_dilated` (float64, values and gradients, forward and
+reverse mode), and only those convolutions take it."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from cnn_lab.ops import conv_xla
+from cnn_lab import ops
 
 TIGHT = dict(rtol=1e-9, atol=1e-9)
 
@@ -35,7 +35,14 @@ def reference(x, w, strides, padding, dilation):
 
 
 def ours(x, w, strides, padding, dilation):
-  return conv_xla.conv_general(x, w, strides, padding, dilation, layout(x), 1)
+  return ops.conv(x, w, stride=strides, padding=padding, dilation=dilation, impl="xla")
+
+
+def takes_the_matmul(size, kernel, strides, padding, dilation) -> bool:
+  """Whether `ops.conv` traces no XLA convolution for this shape (on CPU)."""
+  x, w = jnp.zeros((1, *size, 2)), jnp.zeros((*kernel, 2, 3))
+  jaxpr = jax.make_jaxpr(lambda x, w: ours(x, w, strides, padding, dilation))(x, w)
+  return "conv_general_dilated" not in str(jaxpr)
 
 
 def check_equal(x, w, *args):
@@ -61,7 +68,7 @@ def check_equal(x, w, *args):
     ((1,), (2,), (1,), ((1, 1),), (2,))])  # both dilated taps on padding: zeros
 def test_window_wider_than_the_output_is_one_matmul_equal_to_xla(size, kernel, strides,
                                                                   padding, dilation):
-  assert conv_xla.window_exceeds_output(size, kernel, strides, padding, dilation)
+  assert takes_the_matmul(size, kernel, strides, padding, dilation)
   x = normal(2, (3, *size, 5))
   w = normal(3, (*kernel, 5, 4))
   check_equal(x, w, strides, padding, dilation)
@@ -69,6 +76,6 @@ def test_window_wider_than_the_output_is_one_matmul_equal_to_xla(size, kernel, s
 
 def test_only_a_kernel_wider_than_the_output_takes_the_matmul():
   same = ((1, 1), (1, 1))
-  assert not conv_xla.window_exceeds_output((3, 3), (3, 3), (1, 1), same, (1, 1))
-  assert conv_xla.window_exceeds_output((2, 9), (3, 3), (1, 1), same, (1, 1))
-  assert conv_xla.window_exceeds_output((7, 7), (3, 3), (4, 4), same, (1, 1))  # stride
+  assert not takes_the_matmul((3, 3), (3, 3), (1, 1), same, (1, 1))
+  assert takes_the_matmul((2, 9), (3, 3), (1, 1), same, (1, 1))
+  assert takes_the_matmul((7, 7), (3, 3), (4, 4), same, (1, 1))  # stride

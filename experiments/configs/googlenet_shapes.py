@@ -9,7 +9,7 @@ epochs (465 steps) on one CPU device. Measured, the default command over seeds 0
 cache; `docs/results/googlenet_shapes_seeds.json`): 0.988, 0.989, 0.986 (mean
 0.988 +- 0.002) in 382, 380, 378 s from launch on 2 cores of a faster Xeon than the runs
 below; side by side the step is 1.35x faster since inception (4)'s 5x5 convolutions on
-4x4 maps and (5)'s 3x3 and 5x5 on 2x2 run as one matmul (`cnn_lab/ops/conv_xla.py`).
+4x4 maps and (5)'s 3x3 and 5x5 on 2x2 run as one matmul (`cnn_lab/ops/conv.py`).
 Before that (`docs/results/googlenet_shapes_5_epochs_seeds.json`): 0.996, 0.990, 0.989
 (0.992 +- 0.003) in 548, 626, 628 s from launch on 2 cores of a slow Xeon, where 4 epochs
 took as long (550, 639 s: the machine's speed drifted) for 0.984 and 0.970. Earlier, on 2

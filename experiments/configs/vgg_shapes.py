@@ -13,7 +13,7 @@ one CPU device. Measured (`experiments.seeds`, seeds 0, 1, 2, 2 CPU cores, from 
 accuracy 0.98 and still rising, hence 10.
 What made it trainable here: its last two convolutions (3x3 on 2x2 maps at 32x32
 input) hit a slow path of XLA:CPU, 2.4 s of a 2.55 s step; they now run as one matmul
-(`cnn_lab/ops/conv_xla.py`), 0.30 s a step. Earlier, 3 epochs took 1001 s (0.914).
+(`cnn_lab/ops/conv.py`), 0.30 s a step. Earlier, 3 epochs took 1001 s (0.914).
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
