@@ -1,5 +1,5 @@
-"""`ops.conv(impl="xla")`'s CPU path for a kernel wider than its output (one matmul over
-the taps) equals `lax.conv_general_dilated` (float64, values and gradients, forward and
+"""`ops.conv(impl="xla")`'s CPU path for a kernel wider than its output or 1x1 (one matmul
+over the taps) equals `lax.conv_general_dilated` (float64, values and gradients, forward and
 reverse mode), and only those convolutions take it."""
 
 import jax
@@ -34,8 +34,8 @@ def reference(x, w, strides, padding, dilation):
                                   dimension_numbers=layout(x))
 
 
-def ours(x, w, strides, padding, dilation):
-  return ops.conv(x, w, stride=strides, padding=padding, dilation=dilation, impl="xla")
+def ours(x, w, strides, padding, dilation, impl="xla"):
+  return ops.conv(x, w, stride=strides, padding=padding, dilation=dilation, impl=impl)
 
 
 def takes_the_matmul(size, kernel, strides, padding, dilation) -> bool:
@@ -45,15 +45,16 @@ def takes_the_matmul(size, kernel, strides, padding, dilation) -> bool:
   return "conv_general_dilated" not in str(jaxpr)
 
 
-def check_equal(x, w, *args):
+def check_equal(x, w, *args, impl="xla"):
   """Values, the gradient of a nonlinear scalar (reverse mode) and a JVP (forward mode)."""
+  ours_ = lambda x, w, *args: ours(x, w, *args, impl=impl)
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w, *args)))
-  np.testing.assert_allclose(ours(x, w, *args), reference(x, w, *args), **TIGHT)
-  for a, e in zip(jax.jit(jax.grad(loss(ours), (0, 1)))(x, w),
+  np.testing.assert_allclose(ours_(x, w, *args), reference(x, w, *args), **TIGHT)
+  for a, e in zip(jax.jit(jax.grad(loss(ours_), (0, 1)))(x, w),
                   jax.jit(jax.grad(loss(reference), (0, 1)))(x, w)):
     np.testing.assert_allclose(a, e, **TIGHT)
   tangents = (normal(7, x.shape), normal(8, w.shape))
-  np.testing.assert_allclose(jax.jvp(lambda x, w: ours(x, w, *args), (x, w), tangents)[1],
+  np.testing.assert_allclose(jax.jvp(lambda x, w: ours_(x, w, *args), (x, w), tangents)[1],
                              jax.jvp(lambda x, w: reference(x, w, *args), (x, w), tangents)[1],
                              **TIGHT)
 
@@ -74,8 +75,43 @@ def test_window_wider_than_the_output_is_one_matmul_equal_to_xla(size, kernel, s
   check_equal(x, w, strides, padding, dilation)
 
 
-def test_only_a_kernel_wider_than_the_output_takes_the_matmul():
+@pytest.mark.parametrize("impl", ["xla", "scratch"])
+@pytest.mark.parametrize("size,strides,padding", [
+    ((4, 5), (1, 1), ((0, 0), (0, 0))),  # pointwise (MobileNets, bottlenecks)
+    ((5, 4), (2, 2), ((0, 0), (0, 0))),  # a strided projection shortcut
+    ((3,), (1,), ((1, 1),)),  # 1D, padded: the border is zeros
+    ((2, 3, 2), (1, 2, 1), ((0, 0),) * 3)])  # 3D
+def test_one_by_one_kernel_is_one_matmul_equal_to_xla(size, strides, padding, impl):
+  ones = (1,) * len(size)
+  assert takes_the_matmul(size, ones, strides, padding, ones)
+  check_equal(normal(2, (3, *size, 5)), normal(3, (*ones, 5, 4)), strides, padding, ones,
+              impl=impl)
+
+
+def test_only_a_kernel_wider_than_the_output_or_1x1_takes_the_matmul():
   same = ((1, 1), (1, 1))
   assert not takes_the_matmul((3, 3), (3, 3), (1, 1), same, (1, 1))
+  assert not takes_the_matmul((3, 3), (1, 3), (1, 1), same, (1, 1))  # 1x3: not 1x1
   assert takes_the_matmul((2, 9), (3, 3), (1, 1), same, (1, 1))
   assert takes_the_matmul((7, 7), (3, 3), (4, 4), same, (1, 1))  # stride
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(96, 3, 1), (192, 5, 2)])
+def test_depthwise_kernel_gradient_summed_in_batch_blocks_equals_xla(size, kernel, stride):
+  """impl="scratch" depthwise sums its kernel gradient over batch blocks (here 2 blocks of
+  2 examples: `batch_blocked`); values, gradients and JVPs equal XLA's grouped one."""
+  x, w = normal(2, (4, size, size, 8)), normal(3, (kernel, kernel, 1, 8))
+  pad = ((kernel // 2,) * 2,) * 2
+
+  def conv(impl):
+    return lambda x, w: ops.conv(x, w, stride=stride, padding=pad, groups=8, impl=impl)
+
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  assert "scan" in str(jax.make_jaxpr(jax.grad(loss(conv("scratch")), 1))(x, w))
+  np.testing.assert_allclose(conv("scratch")(x, w), conv("xla")(x, w), **TIGHT)
+  for a, e in zip(jax.jit(jax.grad(loss(conv("scratch")), (0, 1)))(x, w),
+                  jax.jit(jax.grad(loss(conv("xla")), (0, 1)))(x, w)):
+    np.testing.assert_allclose(a, e, **TIGHT)
+  tangents = (normal(7, x.shape), normal(8, w.shape))
+  np.testing.assert_allclose(jax.jvp(conv("scratch"), (x, w), tangents)[1],
+                             jax.jvp(conv("xla"), (x, w), tangents)[1], **TIGHT)

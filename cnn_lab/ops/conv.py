@@ -5,7 +5,7 @@ The spatial rank (1D, 2D or 3D) is the kernel's rank minus two.
 
 Every function has two implementations behind one signature:
   impl="xla":     lax.conv_general_dilated (the fast path; on CPU a kernel wider
-                  than the output is one matmul instead, `_taps_matmul`);
+                  than the output, or 1x1, is one matmul instead, `_taps_matmul`);
   impl="scratch": the definition, vectorised: for each kernel tap, the strided
                   window of the padded input times that tap's [I, O] matrix, all
                   taps summed. No Python loop over pixels, only over the K taps;
@@ -18,7 +18,9 @@ which is the course's floor((n + 2p - f) / s) + 1 for symmetric padding.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -100,16 +102,16 @@ def conv(x, w, b=None, *, stride: int | Sequence[int] = 1, padding: PaddingLike 
   """
   _check_impl(impl)
   ndim, strides, dilation, pairs, out = _prepare(x, w, stride, padding, dilation, groups)
-  if impl == "xla" and groups == 1 and jax.default_backend() == "cpu" and any(
-      o < f for o, f in zip(out, w.shape[:ndim])):
-    y = _taps_matmul(x, w, strides, dilation, pairs, out)  # XLA:CPU's slow path, below
+  if impl == "xla" and groups == 1 and jax.default_backend() == "cpu" and (
+      any(o < f for o, f in zip(out, w.shape[:ndim])) or math.prod(w.shape[:ndim]) == 1):
+    y = _taps_matmul(x, w, strides, dilation, pairs, out)  # XLA:CPU's slow paths, below
   elif impl == "xla":
     y = lax.conv_general_dilated(x, w, strides, pairs, rhs_dilation=dilation,
                                  dimension_numbers=_dimension_numbers(ndim),
                                  feature_group_count=groups)
   elif _is_depthwise(x, w, groups):
-    # Depthwise taps are elementwise, not matmuls: blocking gains nothing forward and
-    # its scan costs 3x backward (measured here: 179 vs 547 ms, 64x32x32x96, 3x3).
+    y = _depthwise_taps(x, w, (strides, dilation, tuple(pairs), tuple(out)))
+  elif math.prod(w.shape[:ndim]) == 1:  # one tap, one matmul: nothing to block
     y = _conv_scratch(x, w, strides, dilation, pairs, out, groups)
   else:
     y = batch_blocked(lambda xb: _conv_scratch(xb, w, strides, dilation, pairs, out, groups),
@@ -117,17 +119,29 @@ def conv(x, w, b=None, *, stride: int | Sequence[int] = 1, padding: PaddingLike 
   return y if b is None else y + b
 
 
+def matmul_channels(x, w, dtype=None):
+  """`[..., K] @ [K, O] -> [..., O]` as one 2D matmul: XLA:CPU runs a dot with several
+  batch-like dimensions 2-4x slower forward and backward (64x32x32x16 @ 16x96: 23 ms
+  as an einsum, 6 ms reshaped to 2D)."""
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), w, preferred_element_type=dtype)
+  return y.reshape(*x.shape[:-1], w.shape[-1])
+
+
 def _taps_matmul(x, w, strides, dilation, pairs, out):
   """The convolution (groups = 1) as one matmul: the views of the taps that see the
   input (`window_taps`; a tap over padding alone is skipped), side by side along the
   channels, times the kernel's matching rows. `[N, *spatial, C]` -> `[N, *out, O]`.
 
-  For a kernel larger than its output along some spatial dim (3x3 "SAME" on a 2x2 map,
-  5x5 on 4x4), which XLA:CPU runs 20-300x below its usual rate (2 cores, batch 64,
-  512 -> 512 channels, forward: 3x3 on 2x2 624 ms, on 4x4 16 ms; 5x5 on 4x4 9.2 s, on
-  6x6 0.24 s). VGG's last stage at 32x32 and GoogLeNet's inception (4) and (5) are such
-  layers: VGG-11's shapes step was 2.55 s, 2.4 s of it in its two 2x2 convolutions;
-  here 3x3 on 2x2 with 512 channels is 16 ms forward and backward instead of 1,224.
+  XLA:CPU's two slow convolutions (2 cores, batch 64, forward and backward):
+  - a kernel larger than its output along some spatial dim (3x3 "SAME" on a 2x2 map,
+    5x5 on 4x4), run 20-300x below the usual rate (512 -> 512 channels, forward: 3x3 on
+    2x2 624 ms, on 4x4 16 ms; 5x5 on 4x4 9.2 s, on 6x6 0.24 s). VGG's last stage at
+    32x32 and GoogLeNet's inception (4) and (5) are such layers: VGG-11's shapes step
+    was 2.55 s, 2.4 s of it in its two 2x2 convolutions; here 3x3 on 2x2 with 512
+    channels is 16 ms instead of 1,224;
+  - a 1x1 kernel (MobileNets', EfficientNet's, the bottlenecks' and inceptions'
+    pointwise layers), 2-8x slower than the same matmul: 64x32x32x16 -> 96 50 ms
+    instead of 6, 64x16x16x144 -> 24 14 ms instead of 2.8.
   """
   sizes, ndim = x.shape[1:-1], len(strides)
   views, rows = [], []
@@ -142,24 +156,51 @@ def _taps_matmul(x, w, strides, dilation, pairs, out):
   dtype = jnp.result_type(x, w)
   if not views:  # the padding is wider than the kernel's reach: zeros
     return jnp.zeros((x.shape[0], *out, w.shape[-1]), dtype)
-  return jnp.dot(jnp.concatenate(views, -1), jnp.concatenate(rows, 0),
-                 preferred_element_type=dtype)
+  return matmul_channels(jnp.concatenate(views, -1), jnp.concatenate(rows, 0), dtype)
 
 
 BLOCK_ELEMENTS = 1 << 18  # ~1 MB of float32 input per block: the taps' working set fits cache
 
 
-def batch_blocked(fn, x, block_elements: int = BLOCK_ELEMENTS):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _depthwise_taps(x, w, geometry):
+  """The depthwise convolution's elementwise taps (`_conv_scratch`), whose kernel
+  gradient is summed over cache-sized batch blocks. `geometry`: (strides, dilation,
+  pairs, out).
+
+  Forward and the input gradient are one fused pass over the taps, but the kernel
+  gradient is one reduction over (N, *out) per tap, each reading a strided view of the
+  whole batch: on 2 cores, 64x32x32x32 3x3 takes 25 ms for it against 1.5 ms forward.
+  Summed block by block (the blocked term of the JVP below, whose transpose reverse mode
+  takes) it is 10 ms; 64x16x16x144 32 -> 9 ms. The forward pass is not blocked: its
+  taps fuse into one loop, and a scan over blocks costs 3x backward (179 vs 547 ms,
+  64x32x32x96).
+  """
+  return _conv_scratch(x, w, *geometry, x.shape[-1])
+
+
+@_depthwise_taps.defjvp
+def _depthwise_taps_jvp(geometry, primals, tangents):
+  (x, w), (tx, tw) = primals, tangents
+  taps = lambda x, w: _conv_scratch(x, w, *geometry, x.shape[-1])
+  out_elements = math.prod(geometry[3]) * w.shape[-1]
+  # remat: the blocks' views are sliced again in the transposed scan, not stored
+  kernel_term = batch_blocked(jax.checkpoint(lambda xb: taps(xb, tw)), x,
+                              per_example=out_elements)
+  return taps(x, w), taps(tx, w) + kernel_term
+
+
+def batch_blocked(fn, x, block_elements: int = BLOCK_ELEMENTS, per_example: int = 0):
   """`fn(x)` computed a few examples at a time (`lax.map` over batch blocks).
 
   The tap-sum reads every input pixel once per kernel tap; on a whole batch each
   tap's view is a fresh tensor of main-memory size and the matmuls starve. In
   blocks of ~1 MB the views stay in cache (measured here: 71 -> 264 GFLOP/s
   forward for 64x32x32x64 -> 64, 3x3). The block is the largest divisor of N
-  whose input fits `block_elements`.
+  whose input (or `per_example` elements an example) fits `block_elements`.
   """
   n = x.shape[0]
-  per_example = max(1, int(np.prod(x.shape[1:])))
+  per_example = max(1, per_example or int(np.prod(x.shape[1:])))
   block = max(1, min(n, block_elements // per_example))
   while n % block:
     block -= 1
@@ -178,7 +219,7 @@ def _conv_scratch(x, w, strides, dilation, pairs, out, groups):
   for tap, view in window_taps(xp, w.shape[:ndim], strides, dilation, out):
     w_tap = w[tap]  # [C_in / groups, C_out]
     if groups == 1:
-      term = jnp.dot(view, w_tap, preferred_element_type=jnp.result_type(x, w))
+      term = matmul_channels(view, w_tap, jnp.result_type(x, w))
     elif depthwise:  # each input channel times its own `multiplier` filters
       term = (view[..., None] * w_tap.reshape(c_in, c_out // c_in)).reshape(*view.shape[:-1],
                                                                             c_out)
