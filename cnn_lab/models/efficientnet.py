@@ -59,7 +59,8 @@ class MBConv(nnx.Module):
         if hidden != c_in else None
     self.depthwise = nn.ConvBNAct(hidden, hidden, kernel, stride=stride, groups=hidden,
                                   act="swish", **kw)
-    self.se = nn.SqueezeExcite(hidden, max(1, c_in // 4), dtype=kw["dtype"], rngs=kw["rngs"])
+    self.se = nn.SqueezeExcite(hidden, max(1, c_in // 4), kernel_init=kw["kernel_init"],
+                               dtype=kw["dtype"], rngs=kw["rngs"])
     self.project = nn.ConvBNAct(hidden, c_out, 1, act="identity", **kw)
     self.use_residual = stride == 1 and c_in == c_out
     if zero_init_residual and self.use_residual:
@@ -78,11 +79,13 @@ class EfficientNet(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, width: float = 1.0, depth: float = 1.0,
                dropout_rate: float = 0.2, stochastic_depth: float = 0.2, in_channels: int = 3,
                input_size: int = 224, bn_epsilon: float = 1e-5, bn_momentum: float = 0.9,
-               impl: str = "xla", zero_init_residual: bool = False, dtype=None,
-               rngs: nnx.Rngs):
+               impl: str = "xla", zero_init_residual: bool = False, init: str = "torchvision",
+               dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "EfficientNet (five halvings)")
-    kw = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, impl=impl, dtype=dtype,
-              rngs=rngs)
+    conv_init, fc_init = nn.init.family_inits(
+        init, nn.init.symmetric_uniform(1 / math.sqrt(num_classes)))  # torchvision's
+    kw = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, impl=impl,
+              kernel_init=conv_init, dtype=dtype, rngs=rngs)
     channels = lambda c: nn.make_divisible(c * width)
     stages = [(t, k, s, channels(i), channels(o), int(math.ceil(n * depth)))
               for t, k, s, i, o, n in B0_STAGES]
@@ -99,7 +102,7 @@ class EfficientNet(nnx.Module):
     last = 4 * stages[-1][4]
     self.head = nn.ConvBNAct(stages[-1][4], last, 1, act="swish", **kw)
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
-    self.fc = nn.Dense(last, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = nn.Dense(last, num_classes, kernel_init=fc_init, dtype=dtype, rngs=rngs)
 
   def __call__(self, x, *, train: bool = False, rngs=None):
     x = self.stem(x, train=train)

@@ -31,9 +31,10 @@ V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 9
 class MobileNetV1(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, alpha: float = 1.0, in_channels: int = 3,
                input_size: int = 224, dropout_rate: float = 0.001, impl: str = "xla",
-               dtype=None, rngs: nnx.Rngs):
+               init: str = "torchvision", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNet v1 (five halvings)")
-    kw = dict(impl=impl, dtype=dtype, rngs=rngs)
+    conv_init, fc_init = nn.init.family_inits(init, nn.init.normal(0.01))
+    kw = dict(impl=impl, kernel_init=conv_init, dtype=dtype, rngs=rngs)
     width = lambda c: int(c * alpha)
     self.stem = nn.ConvBNAct(in_channels, width(32), 3, stride=2, **kw)
     layers, c = [], width(32)
@@ -43,7 +44,7 @@ class MobileNetV1(nnx.Module):
       c = width(out)
     self.layers = nnx.List(layers)
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
-    self.fc = nn.Dense(c, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = nn.Dense(c, num_classes, kernel_init=fc_init, dtype=dtype, rngs=rngs)
 
   def __call__(self, x, *, train: bool = False, rngs=None):
     x = self.stem(x, train=train)
@@ -75,9 +76,11 @@ class InvertedResidual(nnx.Module):
 class MobileNetV2(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, width: float = 1.0, in_channels: int = 3,
                input_size: int = 224, dropout_rate: float = 0.2, impl: str = "xla",
-               zero_init_residual: bool = False, dtype=None, rngs: nnx.Rngs):
+               zero_init_residual: bool = False, init: str = "torchvision", dtype=None,
+               rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV2 (five halvings)")
-    kw = dict(impl=impl, dtype=dtype, rngs=rngs)
+    conv_init, fc_init = nn.init.family_inits(init, nn.init.normal(0.01))
+    kw = dict(impl=impl, kernel_init=conv_init, dtype=dtype, rngs=rngs)
     c = nn.make_divisible(32 * width)
     self.last_channels = nn.make_divisible(1280 * max(1.0, width))
     self.stem = nn.ConvBNAct(in_channels, c, 3, stride=2, act="relu6", **kw)
@@ -91,7 +94,8 @@ class MobileNetV2(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.head = nn.ConvBNAct(c, self.last_channels, 1, act="relu6", **kw)
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
-    self.fc = nn.Dense(self.last_channels, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = nn.Dense(self.last_channels, num_classes, kernel_init=fc_init, dtype=dtype,
+                       rngs=rngs)
 
   def features(self, x, *, train: bool = False):
     """The feature map `[N, S/32, S/32, 1280]` before pooling (the transfer-learning base)."""

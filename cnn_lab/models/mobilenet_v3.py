@@ -49,7 +49,8 @@ class Bneck(nnx.Module):
     self.depthwise = nn.ConvBNAct(expanded, expanded, kernel, stride=stride, groups=expanded,
                                   act=act, **kw)
     self.se = nn.SqueezeExcite(expanded, nn.make_divisible(expanded // 4), act="relu",
-                               gate="hardsigmoid", dtype=kw["dtype"], rngs=kw["rngs"]) \
+                               gate="hardsigmoid", kernel_init=kw["kernel_init"],
+                               dtype=kw["dtype"], rngs=kw["rngs"]) \
         if se else None
     self.project = nn.ConvBNAct(expanded, c_out, 1, act="identity", **kw)
     self.use_residual = stride == 1 and c_in == c_out
@@ -64,9 +65,11 @@ class Bneck(nnx.Module):
 class MobileNetV3(nnx.Module):
   def __init__(self, num_classes: int = 1000, *, blocks=LARGE, last_channels: int = 1280,
                in_channels: int = 3, input_size: int = 224, dropout_rate: float = 0.2,
-               impl: str = "xla", dtype=None, rngs: nnx.Rngs):
+               impl: str = "xla", init: str = "torchvision", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "MobileNetV3 (five halvings)")
-    kw = dict(bn_epsilon=BN_EPSILON, bn_momentum=BN_MOMENTUM, impl=impl, dtype=dtype, rngs=rngs)
+    conv_init, fc_init = nn.init.family_inits(init, nn.init.normal(0.01))
+    kw = dict(bn_epsilon=BN_EPSILON, bn_momentum=BN_MOMENTUM, impl=impl, kernel_init=conv_init,
+              dtype=dtype, rngs=rngs)
     self.stem = nn.ConvBNAct(in_channels, 16, 3, stride=2, act="hardswish", **kw)
     layers, c = [], 16
     for kernel, expanded, out, se, act, stride in blocks:
@@ -74,9 +77,10 @@ class MobileNetV3(nnx.Module):
       c = out
     self.blocks = nnx.List(layers)
     self.head = nn.ConvBNAct(c, 6 * c, 1, act="hardswish", **kw)
-    self.hidden = nn.Dense(6 * c, last_channels, dtype=dtype, rngs=rngs)
+    self.hidden = nn.Dense(6 * c, last_channels, kernel_init=fc_init, dtype=dtype, rngs=rngs)
     self.drop = nnx.Dropout(dropout_rate) if dropout_rate else None
-    self.fc = nn.Dense(last_channels, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = nn.Dense(last_channels, num_classes, kernel_init=fc_init, dtype=dtype,
+                       rngs=rngs)
 
   def features(self, x, *, train: bool = False):
     """The feature map `[N, S/32, S/32, 6 * last block width]` before pooling."""

@@ -8,7 +8,7 @@ from flax import nnx
 
 from cnn_lab import ops
 from cnn_lab.errors import fail
-from cnn_lab.nn.layers import BatchNorm, Conv, activation
+from cnn_lab.nn.layers import BatchNorm, Conv, activation, default_kernel_init
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -28,10 +28,11 @@ class ConvBNAct(nnx.Module):
   def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, *,
                stride: int = 1, groups: int = 1, padding=None, act: str = "relu",
                bn_epsilon: float = 1e-5, bn_momentum: float = 0.9, impl: str = "xla",
-               dtype=None, rngs: nnx.Rngs):
+               kernel_init=default_kernel_init, dtype=None, rngs: nnx.Rngs):
     padding = (kernel_size - 1) // 2 if padding is None else padding
     self.conv = Conv(in_features, out_features, kernel_size, stride=stride, padding=padding,
-                     groups=groups, use_bias=False, impl=impl, dtype=dtype, rngs=rngs)
+                     groups=groups, use_bias=False, impl=impl, kernel_init=kernel_init,
+                     dtype=dtype, rngs=rngs)
     self.bn = BatchNorm(out_features, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype,
                         rngs=rngs)
     self.act = activation(act)
@@ -52,9 +53,11 @@ class SqueezeExcite(nnx.Module):
   (EfficientNet: swish and sigmoid; MobileNetV3: relu and hardsigmoid)."""
 
   def __init__(self, features: int, squeeze: int, *, act: str = "swish",
-               gate: str = "sigmoid", dtype=None, rngs: nnx.Rngs):
-    self.reduce = Conv(features, squeeze, 1, dtype=dtype, rngs=rngs)
-    self.expand = Conv(squeeze, features, 1, dtype=dtype, rngs=rngs)
+               gate: str = "sigmoid", kernel_init=default_kernel_init, dtype=None,
+               rngs: nnx.Rngs):
+    kw = dict(kernel_init=kernel_init, dtype=dtype, rngs=rngs)
+    self.reduce = Conv(features, squeeze, 1, **kw)
+    self.expand = Conv(squeeze, features, 1, **kw)
     self.act, self.gate = activation(act), activation(gate)
 
   def __call__(self, x):

@@ -73,7 +73,7 @@ def _scratch(c):
   c.model = ml_collections.ConfigDict(dict(name="mobilenet_v2", impl=c.model.impl))
   with c.ignore_type():
     c.dataset.update(mean=SHAPES_MEAN, std=SHAPES_STD)
-  c.optimizer.learning_rate, c.num_epochs = 2e-3, 6.0
+  c.optimizer.learning_rate, c.num_epochs = 2e-3, 12.0
 
 
 def _v1(c):
