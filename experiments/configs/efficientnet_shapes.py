@@ -24,5 +24,5 @@ def get_config(arg=None):
   # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
   # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
   c = shapes_config(model=dict(name="efficientnet_b0", impl="scratch"), size=64,
-                    **ONE_CPU_DEVICE)
+                    num_epochs=8.0, **ONE_CPU_DEVICE)
   return apply_presets(c, arg, PRESETS)
