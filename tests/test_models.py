@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from cnn_lab import nn
+from cnn_lab.errors import InputError
 from cnn_lab.models import create_model, param_count
 from cnn_lab.models.lenet import C3_TABLE
 
@@ -215,6 +216,25 @@ def test_batch_norm_in_a_traced_step_updates_as_flaxs_without_asking_tracers_for
     np.testing.assert_array_equal(a[...], b[...])
   assert float(jnp.abs(ours.mean[...]).max()) > 0.1  # the statistics did move
   np.testing.assert_array_equal(ours(x), theirs(x, use_running_average=True))
+
+
+@pytest.mark.parametrize("name,classifier_std", [
+    ("mobilenet_v2", 0.01), ("efficientnet_b0", 1 / np.sqrt(8) / np.sqrt(3))])
+def test_mobilenets_and_efficientnet_start_as_torchvision_initialises(name, classifier_std):
+  """torchvision's `kaiming_normal_(mode="fan_out")`: std sqrt(2 / (O * kh * kw)), for a
+  depthwise kernel O = C (the lecun default, fan-in, gave it sqrt(1 / 9) and MobileNet v1
+  memorised `shapes` instead of learning it); the classifier N(0, 0.01) or, EfficientNet's,
+  U(+-1 / sqrt(classes)). `init="lecun"` keeps flax's default."""
+  model = create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32)
+  block = model.blocks[1]  # expand 1x1 16 -> 96, depthwise 3x3 96
+  std = lambda layer: float(np.std(layer.conv.kernel[...]))
+  assert std(block.depthwise) == pytest.approx(np.sqrt(2 / (9 * 96)), rel=0.05)
+  assert std(block.expand) == pytest.approx(np.sqrt(2 / 96), rel=0.05)
+  assert float(np.std(model.fc.kernel[...])) == pytest.approx(classifier_std, rel=0.1)
+  lecun = create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="lecun")
+  assert std(lecun.blocks[1].depthwise) == pytest.approx(1 / 3, rel=0.05)
+  with pytest.raises(InputError, match=r"init: expected one of \('torchvision', 'lecun'\)"):
+    create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="he")
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
