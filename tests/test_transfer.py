@@ -60,7 +60,10 @@ def test_frozen_base_gets_no_gradient_and_keeps_its_statistics():
   batch = {"image": jax.random.normal(jax.random.key(1), (4, 32, 32, 3)),
            "label": jnp.arange(4) % 3}
   new, _ = jax.jit(make_train_step(graphdef, tx, Classification()))(state, batch)
-  moved = lambda path: not np.allclose(path(new.params), path(state.params))
+  # exact equality: a random base with its BatchNorm frozen (inference mode) shrinks the
+  # features through 50 layers of torchvision's fan-out initialisation, so the head's
+  # step is tiny (~6e-11) but not zero; the frozen layers' is exactly zero
+  moved = lambda path: not np.array_equal(path(new.params), path(state.params))
   assert moved(lambda p: p["head"]["kernel"][...])
   assert moved(lambda p: p["base"]["head"]["conv"]["kernel"][...])
   assert not moved(lambda p: p["base"]["blocks"][16]["project"]["conv"]["kernel"][...])

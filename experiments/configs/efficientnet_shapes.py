@@ -5,11 +5,14 @@ Command:
 
 Trains `efficientnet_b0` from random weights (torchvision's initialisation) on embedded
 `shapes` classification (8 classes) at 64x64: the shapes recipe (AdamW 2e-3, warm-up +
-cosine), 8 epochs (744 steps of 64), one CPU device.
-Measured (2 CPU cores, from launch, `experiments.seeds`): seeds 0, 1, 2: EFF_SEEDS
-(`docs/results/efficientnet_shapes_seeds.json`). 10 epochs (seed 0): 0.995 in 566 s,
-test accuracy 0.481, 0.935, 0.988 at steps 250, 500, 750; hence 8, to stay well inside
-10 minutes.
+cosine), 10 epochs (930 steps of 64), one CPU device.
+Measured (2 CPU cores, from launch), seed 0: 0.995 in 566 s (test accuracy 0.481, 0.935,
+0.988 at steps 250, 500, 750; evaluation loss 0.017 at the end). Not yet seeds 0, 1, 2,
+and not yet robust: shorter runs of seed 0 reached 0.973 (8 epochs, ~430 s) and 0.965
+(9 epochs, evaluation loss 3.7 at step 500 with accuracy 0.888, and 1.26 at the end,
+where 35 wrong images of 1,000 must average ~36 nats each: very large wrong logits in
+evaluation mode, while the training loss is small), so the goal (0.97 mean of seeds 0, 1, 2 within 10 minutes) is not shown; what
+makes the evaluation loss spike is the next thing to find.
 Before (flax's lecun-normal initialisation, and 3 epochs): 0.477 in 263 s; 300 steps at
 32x32 with the stem's stride 1: 0.433. Two things changed since: torchvision's
 initialisation (kaiming normal with the fan-out: depthwise kernels 8x smaller than
@@ -32,5 +35,5 @@ def get_config(arg=None):
   # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
   # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
   c = shapes_config(model=dict(name="efficientnet_b0", impl="scratch"), size=64,
-                    num_epochs=9.0, **ONE_CPU_DEVICE)
+                    num_epochs=10.0, **ONE_CPU_DEVICE)
   return apply_presets(c, arg, PRESETS)
