@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from cnn_lab.errors import fail
 from cnn_lab.ops._checks import (PaddingLike, check_input_rank, spatial_dims_of_kernel,
@@ -172,22 +173,27 @@ def _depthwise_taps(x, w, geometry):
   gradient is one reduction over (N, *out) per tap, each reading a strided view of the
   whole batch: on 2 cores, 64x32x32x32 3x3 takes 25 ms for it against 1.5 ms forward.
   Summed block by block (the blocked term of the JVP below, whose transpose reverse mode
-  takes) it is 10 ms; 64x16x16x144 32 -> 9 ms. The forward pass is not blocked: its
+  takes) it is 10-13 ms; 64x16x16x144 27 -> 9-15 ms. The forward pass is not blocked: its
   taps fuse into one loop, and a scan over blocks costs 3x backward (179 vs 547 ms,
   64x32x32x96).
   """
   return _conv_scratch(x, w, *geometry, x.shape[-1])
 
 
-@_depthwise_taps.defjvp
 def _depthwise_taps_jvp(geometry, primals, tangents):
   (x, w), (tx, tw) = primals, tangents
   taps = lambda x, w: _conv_scratch(x, w, *geometry, x.shape[-1])
-  out_elements = math.prod(geometry[3]) * w.shape[-1]
-  # remat: the blocks' views are sliced again in the transposed scan, not stored
-  kernel_term = batch_blocked(jax.checkpoint(lambda xb: taps(xb, tw)), x,
-                              per_example=out_elements)
-  return taps(x, w), taps(tx, w) + kernel_term
+  y = taps(x, w)
+  terms = [] if isinstance(tx, SymbolicZero) else [taps(tx, w)]
+  if not isinstance(tw, SymbolicZero):  # a frozen kernel costs no blocked pass
+    out_elements = math.prod(geometry[3]) * w.shape[-1]
+    # remat: the blocks' views are sliced again in the transposed scan, not stored
+    terms.append(batch_blocked(jax.checkpoint(lambda xb: taps(xb, tw)), x,
+                               per_example=out_elements))
+  return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
+
+
+_depthwise_taps.defjvp(_depthwise_taps_jvp, symbolic_zeros=True)
 
 
 def batch_blocked(fn, x, block_elements: int = BLOCK_ELEMENTS, per_example: int = 0):
