@@ -13,7 +13,8 @@ Measured (2 CPU cores, from launch): seeds 0, 1, 2: 0.992, 0.996, 0.996 (0.995 +
 0.002) in 410, 300, 310 s (`docs/results/mobilenet_shapes_imagenet_seeds_1_2.json`;
 training accuracy 0.99, and 0.87 by step 100).
 Why the weights: MobileNets are meant to start from ImageNet, and with the weights 3
-epochs reach 0.99 where random weights need 12 (:scratch, :v1, below).
+epochs reach 0.99 where MobileNet v1 from random weights needs 12 (:v1, below;
+:scratch with torchvision's initialisation is not measured yet).
 :scratch  MobileNetV2 from random weights at 64x64, the shapes recipe (AdamW 2e-3,
           12 epochs, 1,116 steps).
 :v1       MobileNet v1 from random weights (no offline v1 weights exist), as :scratch.
