@@ -19,6 +19,7 @@ cores, wall time from launch; README "The zoo on the real MNIST"):
                  at 32x32: 2.13% in one epoch, 1.40% in two)
   :vgg           1 epoch     0.78 +- 0.04% (seeds 0, 1, 2)  384-408 s
   :mobilenet_v1  2 epochs    1.76%                          474 s (sharing the cores)
+  :mobilenet     2 epochs    2.06%                          251 s
   :efficientnet  2 epochs    2.05% (flax's lecun normal)    792 s; with torchvision's
                  initialisation (the model's default) 8.35%, training accuracy 0.86,
                  577 s sharing the cores, so this preset keeps `init="lecun"`
