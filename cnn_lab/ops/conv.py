@@ -103,8 +103,9 @@ def conv(x, w, b=None, *, stride: int | Sequence[int] = 1, padding: PaddingLike 
   """
   _check_impl(impl)
   ndim, strides, dilation, pairs, out = _prepare(x, w, stride, padding, dilation, groups)
+  one_tap = math.prod(w.shape[:ndim]) == 1
   if impl == "xla" and groups == 1 and jax.default_backend() == "cpu" and (
-      any(o < f for o, f in zip(out, w.shape[:ndim])) or math.prod(w.shape[:ndim]) == 1):
+      one_tap or any(o < f for o, f in zip(out, w.shape[:ndim]))):
     y = _taps_matmul(x, w, strides, dilation, pairs, out)  # XLA:CPU's slow paths, below
   elif impl == "xla":
     y = lax.conv_general_dilated(x, w, strides, pairs, rhs_dilation=dilation,
@@ -112,7 +113,7 @@ def conv(x, w, b=None, *, stride: int | Sequence[int] = 1, padding: PaddingLike 
                                  feature_group_count=groups)
   elif _is_depthwise(x, w, groups):
     y = _depthwise_taps(x, w, (strides, dilation, tuple(pairs), tuple(out)))
-  elif math.prod(w.shape[:ndim]) == 1:  # one tap, one matmul: nothing to block
+  elif one_tap:  # one matmul: nothing to block
     y = _conv_scratch(x, w, strides, dilation, pairs, out, groups)
   else:
     y = batch_blocked(lambda xb: _conv_scratch(xb, w, strides, dilation, pairs, out, groups),
