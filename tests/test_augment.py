@@ -75,3 +75,16 @@ def test_runs_on_the_host_inside_a_grain_map():
   out = [ds[i] for i in range(3)]
   assert out[0]["image"].shape == (32, 40, 3) and isinstance(out[0]["boxes"], np.ndarray)
   np.testing.assert_array_equal(ds[1]["image"], out[1]["image"])  # deterministic per index
+
+
+@pytest.mark.parametrize("flips,axis", [(dict(hflip=True), 2), (dict(vflip=True), 1)])
+def test_classification_flips_mirror_some_images_and_keep_labels(flips, axis):
+  from cnn_lab.train.tasks.classification import Classification
+  images = jax.random.uniform(jax.random.key(0), (32, 8, 8, 3))
+  batch = {"image": images, "label": jnp.arange(32)}
+  out = Classification(**flips).augment(batch, jax.random.key(1))
+  same = np.all(np.asarray(out["image"] == images), axis=(1, 2, 3))
+  mirrored = np.all(np.asarray(out["image"] == jnp.flip(images, axis)), axis=(1, 2, 3))
+  assert np.all(same | mirrored) and same.any() and mirrored.any()
+  np.testing.assert_array_equal(out["label"], batch["label"])
+  assert Classification().augment(batch, jax.random.key(1)) == batch  # off: untouched

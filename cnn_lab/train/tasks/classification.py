@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
-from cnn_lab.data.augment import random_affine
+from cnn_lab.data.augment import random_affine, random_flips
 from cnn_lab.errors import fail
 from cnn_lab.eval import evaluate_classification
 from cnn_lab.losses import softmax_cross_entropy, softmax_cross_entropy_per_example
 from cnn_lab.train.tasks.base import TaskBase, build_settings
 
-AUGMENT = ("max_rotation", "max_scale", "max_shift", "fill")
+AUGMENT = ("max_rotation", "max_scale", "max_shift", "fill", "hflip", "vflip")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,13 +24,17 @@ class Classification(TaskBase):
   `aux_weight`, Szegedy et al. 2014) and on-device random affine jitter.
 
   Config: `loss` (label_smoothing, aux_weight) and `augment` (max_rotation in degrees,
-  max_scale and max_shift as fractions / pixels, fill: the background value)."""
+  max_scale and max_shift as fractions / pixels, fill: the background value; hflip,
+  vflip: mirror each image left-right / up-down with probability 1/2, exact where the
+  classes are mirror-symmetric, as `shapes`' are and digits are not)."""
   label_smoothing: float = 0.0
   aux_weight: float = 0.3
   max_rotation: float = 0.0
   max_scale: float = 0.0
   max_shift: float = 0.0
   fill: float = 0.0
+  hflip: bool = False
+  vflip: bool = False
   name = "classification"
   section = "loss"
   keys = ("image", "label")
@@ -54,10 +59,14 @@ class Classification(TaskBase):
     return build_settings(cls, values, "loss")
 
   def augment(self, batch: dict, key) -> dict:
-    if not (self.max_rotation or self.max_scale or self.max_shift):
-      return batch
-    images = random_affine(batch["image"], key, max_rotation=self.max_rotation,
-                           max_scale=self.max_scale, max_shift=self.max_shift, fill=self.fill)
+    images = batch["image"]
+    if self.hflip or self.vflip:
+      key, flip_key = jax.random.split(key)
+      images = random_flips(images, flip_key, horizontal=self.hflip, vertical=self.vflip)[0]
+    if self.max_rotation or self.max_scale or self.max_shift:
+      images = random_affine(images, key, max_rotation=self.max_rotation,
+                             max_scale=self.max_scale, max_shift=self.max_shift,
+                             fill=self.fill)
     return {**batch, "image": images}
 
   def loss(self, outputs, batch: dict, key=None):
