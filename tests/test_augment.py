@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnn_lab.data import augment as A
+from cnn_lab.train.tasks.classification import Classification
 
 
 def blob_example(h=32, w=40):
@@ -79,7 +80,6 @@ def test_runs_on_the_host_inside_a_grain_map():
 
 @pytest.mark.parametrize("flips,axis", [(dict(hflip=True), 2), (dict(vflip=True), 1)])
 def test_classification_flips_mirror_some_images_and_keep_labels(flips, axis):
-  from cnn_lab.train.tasks.classification import Classification
   images = jax.random.uniform(jax.random.key(0), (32, 8, 8, 3))
   batch = {"image": images, "label": jnp.arange(32)}
   out = Classification(**flips).augment(batch, jax.random.key(1))

@@ -27,9 +27,8 @@ time, and Adam moves every copy by about the learning rate, so fc6's response mo
 many times as far per step. Tried at 96x96 and not kept: random left-right and up-down
 flips (`augment.hflip`, `augment.vflip`; exact for these classes), 8 epochs: 0.943 with
 training accuracy 0.945, 491 s (seed 0): less memorising, not more learnt in the time.
-Tried at 64x64 and not kept:
-random rotation (180 degrees), scale (0.15) and shift (6 px), 10 epochs: 0.667 (test
-accuracy swinging 0.43-0.75 between evaluations), 498 s.
+Tried at 64x64 and not kept: random rotation (180 degrees), scale (0.15) and shift (6 px),
+10 epochs: 0.667 (test accuracy swinging 0.43-0.75 between evaluations), 498 s.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 

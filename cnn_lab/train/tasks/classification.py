@@ -21,7 +21,7 @@ AUGMENT = ("max_rotation", "max_scale", "max_shift", "fill", "hflip", "vflip")
 @dataclasses.dataclass(frozen=True)
 class Classification(TaskBase):
   """Softmax cross-entropy (label smoothing; GoogLeNet's auxiliary heads weighted by
-  `aux_weight`, Szegedy et al. 2014) and on-device random affine jitter.
+  `aux_weight`, Szegedy et al. 2014) and on-device random flips and affine jitter.
 
   Config: `loss` (label_smoothing, aux_weight) and `augment` (max_rotation in degrees,
   max_scale and max_shift as fractions / pixels, fill: the background value; hflip,
