@@ -47,11 +47,13 @@ def test_paper_preset_is_he_et_al_sgd_recipe():
 ZOO_MNIST = os.path.join(ROOT, "experiments", "configs", "zoo_mnist.py")
 
 
-@pytest.mark.parametrize("family", ["alexnet", "mobilenet"])  # resized; padded, depthwise
-def test_zoo_mnist_presets_build_each_family_for_one_channel_digits(family):
+@pytest.mark.parametrize("family,expected_size", [
+    ("alexnet", 64), ("mobilenet", 64), ("mobilenet_v1", 32)])  # resized; padded, depthwise
+def test_zoo_mnist_presets_build_each_family_for_one_channel_digits(family, expected_size):
   """The family's MNIST network takes the 1-channel digits at the config's size (32;
-  AlexNet and GoogLeNet 64) and gives 10 logits: shapes only (`nnx.eval_shape`), no data read.
-  Every preset's config is validated by tests/test_contracts.py."""
+  AlexNet, GoogLeNet and MobileNetV2 64) and gives 10 logits: shapes only
+  (`nnx.eval_shape`), no data read. Every preset's config is validated by
+  tests/test_contracts.py."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -62,7 +64,7 @@ def test_zoo_mnist_presets_build_each_family_for_one_channel_digits(family):
   check_model_keys(config.model)
   model = build_model(config, make_task(config, 10), abstract=True)
   size = config.dataset.image_size
-  assert size == (64 if family == "alexnet" else 32)
+  assert size == expected_size
   x = jax.ShapeDtypeStruct((2, size, size, 1), jnp.float32)
   logits = nnx.eval_shape(lambda m, x: m(x), model, x)
   assert logits.shape == (2, 10)
