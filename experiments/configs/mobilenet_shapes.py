@@ -25,10 +25,11 @@ earlier sessions stopped these runs at 3 or 6 epochs (279-558 steps: 0.338, or 0
 with augmentation) and looked for a bug in the first 300 steps, where every recipe
 change left the loss near chance (learning rates 1e-4 to 6e-3, SGD, no clipping,
 BatchNorm epsilon, stem stride, dense instead of depthwise kernels, a scaled classifier
-input; each is in this file's git history). Two measurements found the cause. (1) torchvision's own MobileNetV2 in PyTorch, on the same
-6,000 images with this recipe (AdamW 2e-3, weight decay 1e-4, 100 warm-up steps then
-cosine, clipping at 1, batch 64): the loss too sits at chance for ~250 steps, then it
-learns, 0.70 training accuracy at step 300 and test accuracy 0.996 after 1,100 steps.
+input; each is in this file's git history). Two measurements found the cause.
+(1) torchvision's own MobileNetV2 in PyTorch, on the same 6,000 images with this recipe
+(AdamW 2e-3, weight decay 1e-4, 100 warm-up steps then cosine, clipping at 1, batch 64):
+the loss too sits at chance for ~250 steps, then it learns, 0.70 training accuracy at
+step 300 and test accuracy 0.996 after 1,100 steps.
 Ours, the same 1,100 steps: 0.924 test, 0.977 training; MobileNet v1 0.866, with the
 training set in evaluation mode at 1.000: it memorised rather than learnt (BatchNorm's
 statistics are not at fault: with batch statistics the test accuracy is 0.841).

@@ -51,10 +51,9 @@ FAMILIES = {
     # two epochs; at 64x64 0.69% after one
     "googlenet": (dict(name="googlenet"), 64, 1.0, 2e-3),
     # impl="scratch": XLA's grouped convolution is slow on CPU (mobilenet_shapes.py)
-    # MobileNetV2, like GoogLeNet, halves 5 times: 1x1 at the end from 32x32. Two epochs,
-    # seed 0: 2.06% at 32x32 (six: 1.01%), 0.84% at 64x64
+    # 64: the MobileNets, like GoogLeNet, halve 5 times, 1x1 at the end from 32x32 (the
+    # errors at both sizes are in the docstring)
     "mobilenet": (dict(name="mobilenet_v2", impl="scratch"), 64, 2.0, 2e-3),
-    # MobileNet v1 too: two epochs, seed 0, 1.76% at 32x32, 0.81% at 64x64
     "mobilenet_v1": (dict(name="mobilenet_v1", impl="scratch"), 64, 2.0, 2e-3),
     # flax's lecun normal: with torchvision's initialisation (the model's default) two
     # epochs ended at 8.35% (training accuracy 0.86) against 2.05%
