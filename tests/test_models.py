@@ -237,6 +237,20 @@ def test_mobilenets_and_efficientnet_start_as_torchvision_initialises(name, clas
     create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="he")
 
 
+def test_efficientnet_classifier_init_fan_in_is_pytorch_linears_bound():
+  """`classifier_init="fan_in"`: U(+-1 / sqrt(1280)) whatever the classes (torchvision's
+  U(+-1 / sqrt(classes)) is 12x wider at 8 classes); anything else is refused."""
+  model = create_model("efficientnet_b0", rngs=nnx.Rngs(0), num_classes=8, input_size=32,
+                       classifier_init="fan_in")
+  kernel = np.asarray(model.fc.kernel[...])
+  assert np.abs(kernel).max() <= 1 / np.sqrt(1280)
+  assert kernel.std() == pytest.approx(1 / np.sqrt(1280) / np.sqrt(3), rel=0.1)
+  with pytest.raises(InputError, match=r"classifier_init: expected one of \('torchvision', "
+                                       r"'fan_in'\), received 'he'"):
+    create_model("efficientnet_b0", rngs=nnx.Rngs(0), num_classes=8, input_size=32,
+                 classifier_init="he")
+
+
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0"])
 def test_zero_init_residual_starts_each_residual_block_as_the_identity(name):
   """`zero_init_residual`: the last BatchNorm of every residual branch starts at scale 0,
