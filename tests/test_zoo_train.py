@@ -48,10 +48,10 @@ ZOO_MNIST = os.path.join(ROOT, "experiments", "configs", "zoo_mnist.py")
 
 
 @pytest.mark.parametrize("family,expected_size", [
-    ("alexnet", 64), ("mobilenet", 64), ("efficientnet", 32)])  # resized x2; padded
+    ("alexnet", 64), ("mobilenet", 64), ("vgg", 32)])  # resized x2; padded
 def test_zoo_mnist_presets_build_each_family_for_one_channel_digits(family, expected_size):
   """The family's MNIST network takes the 1-channel digits at the config's size (32;
-  AlexNet, GoogLeNet and the MobileNets 64) and gives 10 logits: shapes only
+  AlexNet, GoogLeNet, the MobileNets and EfficientNet 64) and gives 10 logits: shapes only
   (`nnx.eval_shape`), no data read. Every preset's config is validated by
   tests/test_contracts.py."""
   import jax
