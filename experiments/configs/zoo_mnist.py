@@ -6,13 +6,14 @@ Command (one family a run; the first run fetches MNIST, see `lenet5_mnist.py`):
 Presets: one family of :alexnet, :vgg, :resnet (the default), :googlenet, :mobilenet,
 :mobilenet_v1, :efficientnet; :test (a few steps, for the tests), e.g. `:vgg,test`;
 :gpu, :tpu (bfloat16, all devices, 4x / 16x the batch, as `lenet5_mnist.py`).
-The recipe is LeNet-5's on MNIST (`lenet5_mnist.py`: random affine jitter, AdamW, warm-
-up + cosine, label smoothing 0.1, batch 128) with the family's network, one CPU device,
-and a short schedule: one or two epochs (what 2 CPU cores allow a run). Input: the
-digits padded 28 -> 32 (the minimum input of every family but AlexNet), for AlexNet
-(minimum 63), GoogLeNet, the MobileNets and EfficientNet resized to 64. Test error is 1
-- `eval/accuracy` on the 10,000 test digits. Measured (seed 0 unless said, one run after
-the other on 2 CPU cores, wall time from launch; README "The zoo on the real MNIST"):
+The recipe is LeNet-5's on MNIST (`lenet5_mnist.py`: random affine jitter, AdamW,
+warm-up + cosine, label smoothing 0.1, batch 128) with the family's network, one CPU
+device, and a short schedule: one or two epochs (what 2 CPU cores allow a run). Input:
+the digits padded 28 -> 32 (the minimum input of every family but AlexNet), for AlexNet
+(minimum 63), GoogLeNet, the MobileNets and EfficientNet resized to 64. Test error is
+1 - `eval/accuracy` on the 10,000 test digits. Measured (seed 0 unless said, one run
+after the other on 2 CPU cores, wall time from launch; README "The zoo on the real
+MNIST"):
   :resnet        2.5 epochs  0.47 +- 0.01% (seeds 0, 1, 2)  406 s
   :alexnet       1 epoch     0.88 +- 0.06% (seeds 0, 1, 2)  357-391 s
   :googlenet     1 epoch     0.69 +- 0.05% (seeds 0, 1, 2)  675-715 s (64x64;
