@@ -25,8 +25,8 @@ a time, seed 1, test accuracy at step 250 (the old 10-epoch schedule, stopped th
   classifier U(+-1 / sqrt(1280))                        0.389 (training loss 2.14 at step 50)
   ... and no stochastic depth, no dropout               0.572 (training accuracy 0.50)
 Stochastic depth and dropout are regularisers for ImageNet-length training; here, in a
-few hundred steps on 6,000 images, they slowed learning (above). The model's default stays torchvision's
-(`classifier_init="torchvision"`, stochastic depth 0.2, dropout 0.2).
+few hundred steps on 6,000 images, they slowed learning (above). The model's default
+stays torchvision's (`classifier_init="torchvision"`, stochastic depth 0.2, dropout 0.2).
 What the old default's evaluation-loss spikes were (its 9-epoch seed-0 model, test set):
 evaluation mode 0.965 (loss 1.26, worst image 392 nats), batch statistics 0.965 (loss
 0.16), BatchNorm statistics recomputed on 2,000 training images 0.970 (loss 0.42): the
