@@ -6,9 +6,10 @@ Command:
 Trains `alexnet` on embedded `shapes` classification (8 classes): the 64x64 images
 resized to 96x96, AdamW at 5e-4 (the shapes recipe's warm-up + cosine), 8 epochs (744
 steps of 64), one CPU device.
-Measured (2 CPU cores, from launch), seed 0: 0.950 (training accuracy 0.98; 0.646 and
-0.896 at steps 250 and 500) in 511 s. Not yet the goal (0.97, seeds 0, 1, 2, within 10
-minutes); seeds 1 and 2 not run.
+Measured (2 CPU cores, from launch): 0.947 +- 0.004 (seeds 0, 1, 2: 0.950, 0.948, 0.943;
+seed 0 in 511 s, training accuracy 0.98, 0.646 and 0.896 at steps 250 and 500; seeds 1,
+2 from `experiments.seeds` on a faster, AVX-512 Xeon in 447-448 s,
+docs/results/alexnet_shapes_seeds_1_2.json). Not the goal (0.97).
 
 Why 96x96: AlexNet was drawn for 224x224 (a 55x55 map after its 11x11 stride-4 first
 convolution, 6x6 before fc6). At 64x64 the first map is 15x15 and the last pooling
