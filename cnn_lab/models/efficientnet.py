@@ -89,13 +89,13 @@ class EfficientNet(nnx.Module):
                classifier_init: str = "torchvision", dtype=None, rngs: nnx.Rngs):
     check_input_size(input_size, 32, "EfficientNet (five halvings)")
     channels = lambda c: nn.make_divisible(c * width)
-    last = 4 * channels(B0_STAGES[-1][4])
+    stages = [(t, k, s, channels(i), channels(o), int(math.ceil(n * depth)))
+              for t, k, s, i, o, n in B0_STAGES]
+    last = 4 * stages[-1][4]  # the head's width, the classifier's fan-in
     bound = 1 / math.sqrt(_classifier_fan(classifier_init, num_classes, last))
     conv_init, fc_init = nn.init.family_inits(init, nn.init.symmetric_uniform(bound))
     kw = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, impl=impl,
               kernel_init=conv_init, dtype=dtype, rngs=rngs)
-    stages = [(t, k, s, channels(i), channels(o), int(math.ceil(n * depth)))
-              for t, k, s, i, o, n in B0_STAGES]
     total = sum(n for *_, n in stages)
     self.stem = nn.ConvBNAct(in_channels, stages[0][3], 3, stride=2, act="swish", **kw)
     blocks, index = [], 0

@@ -39,14 +39,15 @@ from cnn_lab.train.configs import apply_presets
 from experiments.configs.shapes_base import ONE_CPU_DEVICE, shapes_config, shapes_presets
 
 PRESETS = shapes_presets()
+# The network, also zoo_mnist.py's EfficientNet. classifier_init, stochastic_depth,
+# dropout_rate: see the docstring's diagnosis. impl="scratch": on CPU, XLA's grouped
+# convolution is slow for depthwise layers; the scratch path (elementwise taps) measured 3x
+# (stride 1) to 6x (stride 2) faster forward+backward on 64x32x32x96, 3x3. On GPU/TPU use
+# --config.model.impl=xla.
+MODEL = dict(name="efficientnet_b0", impl="scratch", classifier_init="fan_in",
+             stochastic_depth=0.0, dropout_rate=0.0)
 
 
 def get_config(arg=None):
-  # impl="scratch": on CPU, XLA's grouped convolution is slow for depthwise layers; the
-  # scratch path (elementwise taps) measured 3x (stride 1) to 6x (stride 2) faster
-  # forward+backward on 64x32x32x96, 3x3. On GPU/TPU use --config.model.impl=xla.
-  # classifier_init, stochastic_depth, dropout_rate: see the docstring's diagnosis
-  model = dict(name="efficientnet_b0", impl="scratch", classifier_init="fan_in",
-               stochastic_depth=0.0, dropout_rate=0.0)
-  c = shapes_config(model=model, size=64, num_epochs=8.0, **ONE_CPU_DEVICE)
+  c = shapes_config(model=dict(MODEL), size=64, num_epochs=8.0, **ONE_CPU_DEVICE)
   return apply_presets(c, arg, PRESETS)

@@ -40,7 +40,7 @@ import ml_collections
 
 from cnn_lab.errors import fail
 from cnn_lab.train.configs import apply_presets
-from experiments.configs import lenet5_mnist
+from experiments.configs import efficientnet_shapes, lenet5_mnist
 from experiments.configs.shapes_base import three_steps
 
 # family: (model, input size, epochs, learning rate); the shapes configs' networks and
@@ -58,8 +58,7 @@ FAMILIES = {
     "mobilenet_v1": (dict(name="mobilenet_v1", impl="scratch"), 64, 2.0, 2e-3),
     # efficientnet_shapes.py's network (torchvision's convolutions, the classifier
     # U(+-1 / sqrt(1280)), no stochastic depth or dropout); 64: it halves 5 times too
-    "efficientnet": (dict(name="efficientnet_b0", impl="scratch", classifier_init="fan_in",
-                          stochastic_depth=0.0, dropout_rate=0.0), 64, 2.0, 2e-3),
+    "efficientnet": (efficientnet_shapes.MODEL, 64, 2.0, 2e-3),
 }
 
 
