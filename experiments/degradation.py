@@ -1,7 +1,8 @@
 r"""He et al. 2015's degradation experiment on `shapes`: plain-20/56 against ResNet-20/56,
 the same steps on the same data; one PNG of training/test error and a table.
 
-  python -m experiments.degradation --workdir=/tmp/degradation [--epochs=4] [--recipe=shapes]
+  python -m experiments.degradation --workdir=/tmp/degradation [--epochs=4] [--recipe=shapes] \
+      [--augment]
 
 Each network is trained by the one launcher's loop with experiments/configs/resnet_shapes.py
 (presets :plain, (none), :plain56, :resnet56), the same seed and data order, with the
@@ -16,6 +17,9 @@ against plain-20's 0.002) and both ResNets reach 0 training error, ResNet-56 soo
 The paper's SGD recipe needs far more steps than these budgets: at 4 epochs (184 steps
 of 128) plain-20 ends at 0.55 training error, ResNet-20 0.19, plain-56 0.86 and
 ResNet-56 0.82 (the deeper networks have not started to learn); the paper ran 64,000.
+With the paper's augmentation (`--augment`) and AdamW, 18 epochs (1,674 steps): plain-20
+0.0007, ResNet-20 0.0026, plain-56 0.672 training error: the shifted images keep the
+ResNets' error above 0 but slow plain-56 further (0.523 at 12 epochs without them).
 """
 
 import os
@@ -35,6 +39,8 @@ flags.DEFINE_string("workdir", None, "Parent folder; one sub-folder per network.
 flags.DEFINE_float("epochs", 4.0, "Epochs of shapes/single_32 (6,000 images) for every network.")
 flags.DEFINE_enum("recipe", "shapes", ["shapes", "paper"], "The shapes configs' AdamW "
                   "recipe or the paper's SGD one (needs far more steps: see above).")
+flags.DEFINE_bool("augment", False, "The paper's augmentation (`resnet_shapes.py:augment`: "
+                  "shifts of up to 4 pixels, left-right flips) for every network.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -42,13 +48,20 @@ CONFIG = os.path.join(os.path.dirname(__file__), "configs", "resnet_shapes.py")
 RUNS = {"plain-20": "plain", "ResNet-20": "", "plain-56": "plain56", "ResNet-56": "resnet56"}
 
 
+def network_config(preset: str, recipe: str, augment: bool, epochs: float):
+  """One network's config: resnet_shapes.py with the network's `preset` ("" for
+  ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation."""
+  presets = [p for p in (preset, recipe == "paper" and "paper", augment and "augment") if p]
+  config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
+  config.num_epochs = epochs
+  return config
+
+
 def main(argv):
   del argv
   rows, curves = [], {}
   for name, preset in RUNS.items():
-    presets = [p for p in (preset, FLAGS.recipe == "paper" and "paper") if p]
-    config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
-    config.num_epochs = FLAGS.epochs
+    config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs)
     workdir = os.path.join(FLAGS.workdir, name)
     start = time.perf_counter()
     result = train_and_evaluate(config, workdir)

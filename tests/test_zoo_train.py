@@ -76,3 +76,18 @@ def test_zoo_mnist_takes_one_family_resnet_by_default():
   with pytest.raises(ValueError, match=r"zoo_mnist preset: expected one family of "
                                        r"\['alexnet', .*'vgg'\], received 'vgg,alexnet'"):
     load_config(ZOO_MNIST + ":vgg,alexnet")
+
+
+def test_degradation_trains_every_network_with_the_papers_augmentation():
+  """`experiments.degradation --augment`: translations of up to 4 pixels and left-right
+  flips (`resnet_shapes.py:augment`) on each of the four networks, combined with
+  `:paper`; without it (the default) the data are left as they are."""
+  from experiments.degradation import RUNS, network_config
+  for preset in RUNS.values():
+    config = network_config(preset, "paper", True, 2.0)
+    assert (config.augment.max_shift, config.augment.hflip, config.augment.vflip) == (
+        4.0, True, False)
+    assert config.optimizer.name == "momentum" and config.num_epochs == 2.0
+  plain = network_config("plain56", "shapes", False, 3.0)
+  assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
+  assert not plain.augment.hflip and plain.optimizer.name == "adamw"

@@ -10,7 +10,8 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 :resnet56 and :plain56 (the degradation experiment's deeper pair); :resnet18
 (torchvision's ImageNet layout, at 64x64); :paper (He et al.'s SGD recipe, for
 `experiments.degradation --recipe=paper`; combine: `:plain56,paper`; at 4 epochs it
-leaves the 56-layer networks near chance, see that command's docstring).
+leaves the 56-layer networks near chance, see that command's docstring); :augment (the
+paper's translations and flips, `experiments.degradation --augment`).
 """
 
 from cnn_lab.train.configs import apply_presets
@@ -34,13 +35,21 @@ def _paper(c):
   c.batch_size = 128
 
 
+def _augment(c):
+  """He et al.'s CIFAR augmentation (Section 4.2): random translations of up to 4 pixels
+  (the paper pads 4 pixels and crops 32x32, whole pixels; here uniform and bilinear) and
+  random left-right flips (exact for shapes' classes)."""
+  c.augment.update(max_shift=4.0, hflip=True)
+
+
 def _resnet18(c):
   c.model.name = "resnet18"
   c.dataset.name, c.dataset.image_size = "shapes/single_64", 64
 
 
 PRESETS = shapes_presets(plain=_model("plain20_cifar"), resnet56=_model("resnet56_cifar"),
-                         plain56=_model("plain56_cifar"), resnet18=_resnet18, paper=_paper)
+                         plain56=_model("plain56_cifar"), resnet18=_resnet18, paper=_paper,
+                         augment=_augment)
 
 
 def get_config(arg=None):
