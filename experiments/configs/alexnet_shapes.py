@@ -42,9 +42,9 @@ AdamW weight decay 0.05 instead of 1e-4 0.932; batch 32 (1,496 steps) 0.949 with
 accuracy 0.987; SGD with momentum 0.9 at 0.01 and L2 5e-4 (the 2012 paper's) 0.41 at
 step 500, stopped. None moves the test accuracy above 0.95. Where a step goes (one
 device, batch 64, 96x96): the whole step with SGD 0.44 s, of which fc6's forward and
-backward (64 x 9,216 x 4,096) 0.10 s; AdamW's update of the 57 million parameters
-alone takes 0.18 s (memory-bound), so a step of the recipe is ~0.6 s and 10 minutes
-hold about 10 epochs.
+backward (64 x 9,216 x 4,096) 0.10 s; AdamW's update of fc6-fc8's 54 million
+parameters alone takes 0.18 s (memory-bound), so a step of the recipe is ~0.6 s and 10
+minutes hold about 10 epochs.
 Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; docs/scale.md).
 """
 
