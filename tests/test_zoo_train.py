@@ -78,7 +78,7 @@ def test_zoo_mnist_takes_one_family_resnet_by_default():
     load_config(ZOO_MNIST + ":vgg,alexnet")
 
 
-def test_degradation_trains_every_network_with_the_papers_augmentation():
+def test_degradation_configures_every_network_with_the_papers_augmentation():
   """`experiments.degradation --augment`: translations of up to 4 pixels and left-right
   flips (`resnet_shapes.py:augment`) on each of the four networks, combined with
   `:paper`; without it (the default) the data are left as they are."""
