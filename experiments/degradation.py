@@ -25,6 +25,7 @@ ResNets' error above 0 but slow plain-56 further (0.523 at 12 epochs without the
 import os
 import time
 
+import ml_collections
 from absl import flags
 
 from cnn_lab.benchmarks.report import format_table, save_json
@@ -41,6 +42,8 @@ flags.DEFINE_enum("recipe", "shapes", ["shapes", "paper"], "The shapes configs' 
                   "recipe or the paper's SGD one (needs far more steps: see above).")
 flags.DEFINE_bool("augment", False, "The paper's augmentation (`resnet_shapes.py:augment`: "
                   "shifts of up to 4 pixels, left-right flips) for every network.")
+flags.DEFINE_enum("init", "he", ["he", "lecun"], "The networks' initialisation: the paper's "
+                  "(He et al. 2015, N(0, 2 / fan-in)) or flax's default (lecun, fan-in).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -48,12 +51,15 @@ CONFIG = os.path.join(os.path.dirname(__file__), "configs", "resnet_shapes.py")
 RUNS = {"plain-20": "plain", "ResNet-20": "", "plain-56": "plain56", "ResNet-56": "resnet56"}
 
 
-def network_config(preset: str, recipe: str, augment: bool, epochs: float):
+def network_config(preset: str, recipe: str, augment: bool, epochs: float,
+                   init: str = "he") -> ml_collections.ConfigDict:
   """One network's config: resnet_shapes.py with the network's `preset` ("" for
-  ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation."""
+  ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation, and
+  `model.init` set to `init`."""
   presets = [p for p in (preset, recipe == "paper" and "paper", augment and "augment") if p]
   config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
   config.num_epochs = epochs
+  config.model.init = init
   return config
 
 
@@ -61,7 +67,7 @@ def main(argv):
   del argv
   rows, curves = [], {}
   for name, preset in RUNS.items():
-    config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs)
+    config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init)
     workdir = os.path.join(FLAGS.workdir, name)
     start = time.perf_counter()
     result = train_and_evaluate(config, workdir)

@@ -233,8 +233,23 @@ def test_mobilenets_and_efficientnet_start_as_torchvision_initialises(name, clas
   assert float(np.std(model.fc.kernel[...])) == pytest.approx(classifier_std, rel=0.1)
   lecun = create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="lecun")
   assert std(lecun.blocks[1].depthwise) == pytest.approx(1 / 3, rel=0.05)
-  with pytest.raises(InputError, match=r"init: expected one of \('torchvision', 'lecun'\)"):
-    create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="he")
+  with pytest.raises(InputError, match=r"init: expected one of \('torchvision', 'lecun', 'he'\)"):
+    create_model(name, rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="xavier")
+
+
+def test_cifar_resnets_take_the_papers_initialisation():
+  """`init="he"` (He et al. 2015, which the CIFAR ResNets' paper cites): every kernel
+  N(0, 2 / fan-in), the classifier's too; the default stays flax's lecun (fan-in, 1 / fan-in),
+  so the measured zoo results hold; other names are refused."""
+  he = create_model("plain56_cifar", rngs=nnx.Rngs(0), num_classes=8, input_size=32, init="he")
+  lecun = create_model("plain56_cifar", rngs=nnx.Rngs(0), num_classes=8, input_size=32)
+  std = lambda kernel: float(np.std(kernel[...]))
+  for model, gain in ((he, 2.0), (lecun, 1.0)):
+    assert std(model.blocks[20].conv1.conv.kernel) == pytest.approx(np.sqrt(gain / 576), rel=0.03)
+    assert std(model.fc.kernel) == pytest.approx(np.sqrt(gain / 64), rel=0.1)
+  with pytest.raises(InputError, match=r"init: expected one of \('lecun', 'he'\)"):
+    create_model("resnet20_cifar", rngs=nnx.Rngs(0), num_classes=8, input_size=32,
+                 init="torchvision")
 
 
 def test_efficientnet_classifier_init_fan_in_is_pytorch_linears_bound():

@@ -108,7 +108,7 @@ lecun_normal = functools.partial(variance_scaling, 1.0, "fan_in", "truncated_nor
 he_normal = functools.partial(variance_scaling, 2.0, "fan_in", "truncated_normal")
 zeros, ones = constant(0.0), constant(1.0)
 
-FAMILY_INITS = ("torchvision", "lecun")
+FAMILY_INITS = ("torchvision", "lecun", "he")
 
 
 def family_inits(name: str, classifier) -> tuple:
@@ -119,10 +119,14 @@ def family_inits(name: str, classifier) -> tuple:
   a depthwise 3x3 kernel counts every output channel (9C: C = 144 gives 0.039, where fan-in
   gives 0.33), and the classifier `classifier`; "lecun": flax's default for both (lecun
   normal, fan-in). From random weights MobileNet v1 on `shapes` (seed 0, 12 epochs) reaches
-  0.978 with the first and 0.866 with the second (`mobilenet_shapes.py`).
+  0.978 with the first and 0.866 with the second (`mobilenet_shapes.py`); "he": He et
+  al. 2015's (the CIFAR ResNets' paper cites it), N(0, 2 / fan-in) for every kernel, the
+  classifier's included.
   """
   if name == "torchvision":
     return variance_scaling(2.0, "fan_out", "normal"), classifier
   if name == "lecun":
     return lecun_normal(), lecun_normal()
+  if name == "he":
+    return variance_scaling(2.0, "fan_in", "normal"), variance_scaling(2.0, "fan_in", "normal")
   raise fail("init", f"one of {FAMILY_INITS}", name)

@@ -28,7 +28,9 @@ def _paper(c):
   """He et al.'s CIFAR optimisation (Section 4.2), scaled to the run's length: SGD with
   momentum 0.9, weight decay 1e-4 (L2), batch 128, learning rate 0.1 divided by 10 at
   half and three quarters of training (the paper's 32k and 48k of 64k iterations);
-  no gradient clipping, no warmup (the paper warms up only ResNet-110)."""
+  no gradient clipping, no warmup (the paper warms up only ResNet-110); the paper's
+  initialisation (He et al. 2015, `model.init="he"`)."""
+  c.model.init = "he"
   c.optimizer.update(name="momentum", learning_rate=0.1, momentum=0.9, weight_decay=1e-4,
                      grad_clip_norm=0.0)
   c.schedule.update(name="piecewise", boundaries=(0.5, 0.75), scales=(0.1, 0.1))
