@@ -42,8 +42,8 @@ flags.DEFINE_enum("recipe", "shapes", ["shapes", "paper"], "The shapes configs' 
                   "recipe or the paper's SGD one (needs far more steps: see above).")
 flags.DEFINE_bool("augment", False, "The paper's augmentation (`resnet_shapes.py:augment`: "
                   "shifts of up to 4 pixels, left-right flips) for every network.")
-flags.DEFINE_enum("init", "he", ["he", "lecun"], "The networks' initialisation: the paper's "
-                  "(He et al. 2015, N(0, 2 / fan-in)) or flax's default (lecun, fan-in).")
+flags.DEFINE_enum("init", "lecun", ["lecun", "he"], "The networks' initialisation: flax's "
+                  "default (lecun, fan-in) or the paper's (He et al. 2015, N(0, 2 / fan-in)).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -52,7 +52,7 @@ RUNS = {"plain-20": "plain", "ResNet-20": "", "plain-56": "plain56", "ResNet-56"
 
 
 def network_config(preset: str, recipe: str, augment: bool, epochs: float,
-                   init: str = "he") -> ml_collections.ConfigDict:
+                   init: str = "lecun") -> ml_collections.ConfigDict:
   """One network's config: resnet_shapes.py with the network's `preset` ("" for
   ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation, and
   `model.init` set to `init`."""

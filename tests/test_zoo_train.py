@@ -31,11 +31,10 @@ def test_unknown_family_preset():
 
 def test_paper_preset_is_he_et_al_sgd_recipe():
   """`:paper` (`experiments.degradation --recipe=paper`): SGD, momentum 0.9, L2 1e-4,
-  batch 128, learning rate 0.1 / 0.01 / 0.001 at 0, 1/2 and 3/4 of training, He init."""
+  batch 128, learning rate 0.1 / 0.01 / 0.001 at 0, 1/2 and 3/4 of training."""
   config = load_config(os.path.join(ROOT, "experiments", "configs",
                                     "resnet_shapes.py:plain56,paper"))
   assert config.model.name == "plain56_cifar" and config.batch_size == 128
-  assert config.model.init == "he"
   assert (config.optimizer.name, config.optimizer.momentum, config.optimizer.weight_decay,
           config.optimizer.grad_clip_norm) == ("momentum", 0.9, 1e-4, 0.0)
   lr = make_schedule(ml_collections.ConfigDict(
@@ -82,16 +81,16 @@ def test_zoo_mnist_takes_one_family_resnet_by_default():
 def test_degradation_configures_every_network_with_the_papers_augmentation():
   """`experiments.degradation --augment`: translations of up to 4 pixels and left-right
   flips (`resnet_shapes.py:augment`) on each of the four networks, combined with
-  `:paper`; without it (the default) the data are left as they are. `--init`: the
-  paper's initialisation unless lecun is asked for."""
+  `:paper`; without it (the default) the data are left as they are. `--init=he`: the
+  paper's initialisation (flax's lecun by default)."""
   from experiments.degradation import RUNS, network_config
   for preset in RUNS.values():
     config = network_config(preset, "paper", True, 2.0)
     assert (config.augment.max_shift, config.augment.hflip, config.augment.vflip) == (
         4.0, True, False)
     assert config.optimizer.name == "momentum" and config.num_epochs == 2.0
-    assert config.model.init == "he"  # the paper's, by default
-  plain = network_config("plain56", "shapes", False, 3.0, init="lecun")
+    assert config.model.init == "lecun"  # flax's, by default
+  plain = network_config("plain56", "shapes", False, 3.0, init="he")
   assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
   assert not plain.augment.hflip and plain.optimizer.name == "adamw"
-  assert plain.model.init == "lecun"
+  assert plain.model.init == "he"
