@@ -23,6 +23,7 @@ ResNets' error above 0 but slow plain-56 further (0.523 at 12 epochs without the
 """
 
 import os
+import statistics
 import time
 
 import ml_collections
@@ -44,6 +45,8 @@ flags.DEFINE_bool("augment", False, "The paper's augmentation (`resnet_shapes.py
                   "shifts of up to 4 pixels, left-right flips) for every network.")
 flags.DEFINE_enum("init", "lecun", ["lecun", "he"], "The networks' initialisation: flax's "
                   "default (lecun, fan-in) or the paper's (He et al. 2015, N(0, 2 / fan-in)).")
+flags.DEFINE_list("seeds", ["0"], "Seeds; every network is trained once per seed, and with "
+                  "more than one the table adds each network's mean and spread.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -63,26 +66,54 @@ def network_config(preset: str, recipe: str, augment: bool, epochs: float,
   return config
 
 
+def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
+  """Trains one network (or finds it trained); -> (its table row, its metric records).
+  The training error is that of its last logged steps, on the batches it trained on."""
+  start = time.perf_counter()
+  result = train_and_evaluate(config, workdir)
+  records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  last_train = [r for r in records if "train/accuracy" in r][-1]
+  return {"steps": result["step"], "train_error": 1 - last_train["train/accuracy"],
+          "test_error": 1 - result["eval/accuracy"],
+          "wall_s": time.perf_counter() - start}, records
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+  """Per network: mean and sample standard deviation of the errors over the seeds."""
+  out = []
+  for name in RUNS:
+    mine = [r for r in rows if r["network"] == name]
+    row = {"network": name, "seeds": len(mine)}
+    for key in ("train_error", "test_error"):
+      values = [r[key] for r in mine]
+      row[key] = statistics.mean(values)
+      row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    out.append({**row, "wall_s": statistics.mean(r["wall_s"] for r in mine)})
+  return out
+
+
 def main(argv):
   del argv
   rows, curves = [], {}
-  for name, preset in RUNS.items():
-    config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init)
-    workdir = os.path.join(FLAGS.workdir, name)
-    start = time.perf_counter()
-    result = train_and_evaluate(config, workdir)
-    records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    curves[name] = records
-    last_train = [r for r in records if "train/accuracy" in r][-1]
-    rows.append({"network": name, "steps": result["step"],
-                 "train_error": 1 - last_train["train/accuracy"],
-                 "test_error": 1 - result["eval/accuracy"],
-                 "wall_s": time.perf_counter() - start})
+  for seed in map(int, FLAGS.seeds):
+    for name, preset in RUNS.items():
+      config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init)
+      config.seed = seed
+      row, records = train_network(config, os.path.join(FLAGS.workdir, f"seed{seed}", name))
+      rows.append({"network": name, "seed": seed, **row})
+      curves.setdefault(name, records)  # the figure draws the first seed
   png = plot_training_error(curves, os.path.join(FLAGS.workdir, "degradation.png"),
                             "plain vs residual on shapes (dashed: train, solid: test)")
+  summary = seed_summary(rows)
   print(format_table(rows))
-  print(f"wrote {png} and "
-        f"{save_json(os.path.join(FLAGS.workdir, 'degradation.json'), {'machine': machine(), 'rows': rows})}")
+  if len(FLAGS.seeds) > 1:
+    print(format_table(summary))
+  payload = {"machine": machine(), "flags": flag_values(), "rows": rows, "summary": summary}
+  print(f"wrote {png} and {save_json(os.path.join(FLAGS.workdir, 'degradation.json'), payload)}")
+
+
+def flag_values() -> dict:
+  return {k: FLAGS[k].value for k in ("epochs", "recipe", "augment", "init", "seeds")}
 
 
 if __name__ == "__main__":

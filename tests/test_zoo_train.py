@@ -94,3 +94,17 @@ def test_degradation_configures_every_network_with_the_papers_augmentation():
   assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
   assert not plain.augment.hflip and plain.optimizer.name == "adamw"
   assert plain.model.init == "he"
+
+
+def test_degradation_summarises_each_network_over_the_seeds():
+  """`--seeds=0,1,2`: one row per network and seed, then each network's mean and sample
+  standard deviation; one seed gives a spread of 0."""
+  from experiments.degradation import RUNS, seed_summary
+  rows = [{"network": name, "seed": seed, "train_error": 0.1 * seed + i, "test_error": 0.5,
+           "wall_s": 10.0 * (seed + 1)} for seed in (0, 1, 2) for i, name in enumerate(RUNS)]
+  summary = seed_summary(rows)
+  assert [r["network"] for r in summary] == list(RUNS) and summary[0]["seeds"] == 3
+  assert summary[2]["train_error"] == pytest.approx(2.1)
+  assert summary[2]["train_error_std"] == pytest.approx(0.1)
+  assert summary[0]["test_error_std"] == 0.0 and summary[0]["wall_s"] == pytest.approx(20.0)
+  assert seed_summary(rows[:4])[3]["train_error_std"] == 0.0
