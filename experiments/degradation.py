@@ -44,7 +44,7 @@ from cnn_lab.train.loop import train_and_evaluate
 from cnn_lab.train.metrics import read_metrics
 from cnn_lab.viz import plot_training_error
 
-flags.DEFINE_string("workdir", None, "Parent folder; one sub-folder per network.")
+flags.DEFINE_string("workdir", None, "Parent folder; one sub-folder per seed and network.")
 flags.DEFINE_float("epochs", 4.0, "Epochs of shapes/single_32 (6,000 images) for every network.")
 flags.DEFINE_enum("recipe", "shapes", ["shapes", "paper"], "The shapes configs' AdamW "
                   "recipe or the paper's SGD one (needs far more steps: see above).")

@@ -130,8 +130,9 @@ class ResNet(nnx.Module):
 class CifarResNet(nnx.Module):
   """He et al.'s CIFAR ResNet of depth 6n + 2 (20, 32, 44, 56, 110); plain when residual=False.
 
-  `init`: "lecun" (flax's default) or "he", the paper's (N(0, 2 / fan-in), every kernel):
-  with it plain-56 leaves chance hundreds of steps sooner (`experiments.degradation`)."""
+  `init`: "lecun" (flax's default) or "he", the paper's (N(0, 2 / fan-in), every kernel).
+  On `shapes` plain-56's runs differ more with the seed than with this choice (README,
+  "Plain versus residual")."""
 
   def __init__(self, depth: int = 20, num_classes: int = 10, *, in_channels: int = 3,
                input_size: int = 32, shortcut: str = "A", residual: bool = True,
