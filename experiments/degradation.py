@@ -23,7 +23,7 @@ With the paper's augmentation (`--augment`) and AdamW, 18 epochs (1,674 steps): 
 0.0007, ResNet-20 0.0026, plain-56 0.672 training error: the shifted images keep the
 ResNets' error above 0 but that run's plain-56 ended higher (0.523 at 12 epochs without
 them). Where plain-56 ends depends mostly on when it leaves chance, and that varies from
-run to run: four runs of plain-56 on that schedule (seeds 0 and 1, lecun or the paper's
+run to run: six runs of plain-56 on that schedule (seeds 0, 1, 2, lecun or the paper's
 init `--init=he`, 1 or 2 devices) ended at 0.10-0.67; seed 0 with `--init=he`: plain-20
 0.0007, ResNet-20 0.0013, plain-56 0.492 (README). Hence `--seeds=0,1,2`: each network
 once per seed (`DIR/seed{s}/{network}`), then each network's mean and spread.
