@@ -111,7 +111,7 @@ zeros, ones = constant(0.0), constant(1.0)
 FAMILY_INITS = ("torchvision", "lecun", "he")
 
 
-def family_inits(name: str, classifier) -> tuple:
+def family_inits(name: str, classifier, choices: tuple = FAMILY_INITS) -> tuple:
   """(convolution, classifier) kernel initialisers of a model family's `init` option.
 
   "torchvision": as torchvision's MobileNet and EfficientNet files initialise, the
@@ -121,12 +121,13 @@ def family_inits(name: str, classifier) -> tuple:
   normal, fan-in). From random weights MobileNet v1 on `shapes` (seed 0, 12 epochs) reaches
   0.978 with the first and 0.866 with the second (`mobilenet_shapes.py`); "he": He et
   al. 2015's (the CIFAR ResNets' paper cites it), N(0, 2 / fan-in) for every kernel, the
-  classifier's included.
+  classifier's included. `choices`: the names a family takes (others are refused).
   """
+  if name not in choices:
+    raise fail("init", f"one of {choices}", name)
   if name == "torchvision":
     return variance_scaling(2.0, "fan_out", "normal"), classifier
   if name == "lecun":
     return lecun_normal(), lecun_normal()
-  if name == "he":
-    return variance_scaling(2.0, "fan_in", "normal"), variance_scaling(2.0, "fan_in", "normal")
-  raise fail("init", f"one of {FAMILY_INITS}", name)
+  he = variance_scaling(2.0, "fan_in", "normal")
+  return he, he
