@@ -29,6 +29,7 @@ init `--init=he`, 1 or 2 devices) ended at 0.10-0.67; seed 0 with `--init=he`: p
 once per seed (`DIR/seed{s}/{network}`), then each network's mean and spread.
 """
 
+import json
 import os
 import statistics
 import time
@@ -75,14 +76,22 @@ def network_config(preset: str, recipe: str, augment: bool, epochs: float,
 
 def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
   """Trains one network (or finds it trained); -> (its table row, its metric records).
-  The training error is that of its last logged steps, on the batches it trained on."""
+  The training error is that of its last logged steps, on the batches it trained on.
+  The row is kept in `workdir/row.json`, so a network found trained keeps the wall time
+  of the run that trained it (a long sweep can be resumed or extended by seeds)."""
   start = time.perf_counter()
   result = train_and_evaluate(config, workdir)
   records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
   last_train = [r for r in records if "train/accuracy" in r][-1]
-  return {"steps": result["step"], "train_error": 1 - last_train["train/accuracy"],
-          "test_error": 1 - result["eval/accuracy"],
-          "wall_s": time.perf_counter() - start}, records
+  row = {"steps": result["step"], "train_error": 1 - last_train["train/accuracy"],
+         "test_error": 1 - result["eval/accuracy"], "wall_s": time.perf_counter() - start}
+  saved = os.path.join(workdir, "row.json")
+  if os.path.exists(saved):
+    with open(saved) as f:
+      row["wall_s"] = json.load(f)["wall_s"]
+  else:
+    save_json(saved, row)
+  return row, records
 
 
 def seed_summary(rows: list[dict]) -> list[dict]:

@@ -108,3 +108,25 @@ def test_degradation_summarises_each_network_over_the_seeds():
   assert summary[2]["train_error_std"] == pytest.approx(0.1)
   assert summary[0]["test_error_std"] == 0.0 and summary[0]["wall_s"] == pytest.approx(20.0)
   assert seed_summary(rows[:4])[3]["train_error_std"] == 0.0
+
+
+def test_degradation_keeps_a_trained_networks_wall_time(tmp_path, monkeypatch):
+  """A network found trained (a resumed or extended `--seeds` sweep) keeps the wall time
+  of the run that trained it, from its `row.json`, not the seconds it took to find it."""
+  import json
+
+  import experiments.degradation as degradation
+
+  def fake_train(config, workdir):  # a finished run: its metrics and final evaluation
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+      f.write(json.dumps({"step": 10, "train/accuracy": 0.75}) + "\n")
+    return {"step": 10, "eval/accuracy": 0.5}
+
+  monkeypatch.setattr(degradation, "train_and_evaluate", fake_train)
+  first, records = degradation.train_network(None, str(tmp_path))
+  assert (first["steps"], first["train_error"], first["test_error"]) == (10, 0.25, 0.5)
+  assert records == [{"step": 10, "train/accuracy": 0.75}]
+  (tmp_path / "row.json").write_text(json.dumps({**first, "wall_s": 1234.5}))
+  again, _ = degradation.train_network(None, str(tmp_path))
+  assert again == {**first, "wall_s": 1234.5}
