@@ -33,6 +33,25 @@ def test_digits_builder_split_and_features(digits):
       as_rows(images, raw.target[idx["test"]])
 
 
+def test_digits_split_is_sklearns_stratified_split():
+  """The written-out test rows are what scikit-learn's stratified split gives (random
+  state 0, 360 of 1,797), and the reader without scikit-learn gives `load_digits`'s data."""
+  from sklearn.datasets import load_digits
+  from sklearn.model_selection import train_test_split
+
+  from cnn_lab.data.digits import load_arrays
+  raw = load_digits()
+  train, test = train_test_split(np.arange(len(raw.target)), test_size=360,
+                                 stratify=raw.target, random_state=0)
+  idx = split_indices()
+  np.testing.assert_array_equal(idx["test"], np.sort(test))
+  np.testing.assert_array_equal(idx["train"], np.sort(train))
+  images, labels = load_arrays()
+  np.testing.assert_array_equal(labels, raw.target)
+  np.testing.assert_array_equal(images[..., 0],
+                                np.round(raw.images * (255.0 / 16.0)).astype(np.uint8))
+
+
 def test_train_pipeline_is_deterministic_resumable_and_reshuffles(digits):
   make = lambda seed: train_dataset(digits["train"], global_batch=64, seed=seed,
                                     preprocess=Preprocess(32, 0.5, 0.5))
