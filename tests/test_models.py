@@ -143,14 +143,15 @@ def test_initialisers_traced_or_in_another_dtype_are_jaxs_own():
 
 def test_building_a_model_compiles_a_program_per_size_bucket_not_per_shape(caplog):
   """GoogLeNet has 57 distinct parameter shapes; built eagerly with JAX's initialisers it
-  compiled 125 programs (24 s on 2 CPU cores), with `nn.init` about 33."""
+  compiled 125 programs (24 s on 2 CPU cores), with `nn.init` 29 (draws of at least 64K
+  values share one program)."""
   import logging
   caplog.set_level(logging.WARNING, logger="jax")
   jax.clear_caches()
   with jax.log_compiles(True):
     create_model("googlenet_aux", rngs=nnx.Rngs(0), num_classes=8, input_size=32)
   compiled = [r for r in caplog.records if "Compiling" in r.getMessage()]
-  assert len(compiled) <= 40, [r.getMessage()[:60] for r in compiled]
+  assert len(compiled) <= 32, [r.getMessage()[:60] for r in compiled]
 
 
 def test_abstract_models_are_eval_shapes_without_asking_tracers_for_their_sharding(

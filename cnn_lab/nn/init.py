@@ -5,9 +5,11 @@ Building a model eagerly compiles one random-number program per distinct paramet
 shape (about 80 ms each on 2 CPU cores): GoogLeNet's construction was 22 of its 24 s.
 JAX's threefry (partitionable, its default) draws element i of an array from (key, i)
 alone, so the first n values of a flat draw of m >= n elements, reshaped, are the draw of
-any shape of n elements. Sizes are rounded up to a power of two (at most ~20 programs
-for any model), except above `EXACT_ABOVE` elements, drawn at their own size so a large
-dense layer never needs twice its memory. The scaling is done in numpy in float32 with
+any shape of n elements. Sizes are rounded up to a power of two, at least `MIN_DRAW`
+(one program for every parameter up to 64K elements: LeNet-5's five kernels compiled five
+programs, 0.7 of the quick start's 0.9 s of model building, for draws that each take well
+under a millisecond; at most ~10 programs for any model), except above `EXACT_ABOVE`
+elements, drawn at their own size so a large dense layer never needs twice its memory. The scaling is done in numpy in float32 with
 the operations JAX uses (IEEE square root, division and product round the same
 everywhere). Another dtype, or threefry set non-partitionable, falls back to JAX's
 own initialiser: the values stay those of flax's defaults either way
@@ -25,6 +27,7 @@ import numpy as np
 
 from cnn_lab.errors import fail
 
+MIN_DRAW = 1 << 16
 EXACT_ABOVE = 1 << 24
 TRUNCATED_STD = .87962566103423978  # of a standard normal truncated to (-2, 2): JAX's
 
@@ -44,7 +47,7 @@ def _bucketed(key, shape: tuple, distribution: str, dtype) -> np.ndarray | None:
   if np.dtype(dtype or jnp.float32) != np.float32 or not jax.config.jax_threefry_partitionable:
     return None
   n = math.prod(shape)
-  draw = _flat_draw(key, n if n > EXACT_ABOVE else 1 << max(n - 1, 0).bit_length(),
+  draw = _flat_draw(key, n if n > EXACT_ABOVE else max(MIN_DRAW, 1 << (n - 1).bit_length()),
                     distribution)
   if isinstance(draw, jax.core.Tracer):
     return None
