@@ -125,7 +125,7 @@ class Run:
     n = min(k - self.step % k, self.exp.total_steps - self.step)
     batches = mesh_lib.stack_batches([next(self.data_iter) for _ in range(n)])
     self.state, metrics = self.exp.train_steps(
-        self.state, mesh_lib.global_batch(batches, self.exp.mesh, stacked=True))
+        self.state, mesh_lib.step_batch(batches, self.exp.mesh, stacked=True))
     self.pending.append(metrics)
     self.step += n
 
@@ -148,7 +148,7 @@ class Run:
                       to_jsonl=False)
 
   def evaluate(self) -> None:
-    batches = (mesh_lib.global_batch(b, self.exp.mesh) for b in self.exp.eval_batches)
+    batches = (mesh_lib.step_batch(b, self.exp.mesh) for b in self.exp.eval_batches)
     results = dict(self.exp.task.evaluate(self.exp.eval_step, self.state, batches))
     self.writer.write(self.step, results)
     self.final.update(results)

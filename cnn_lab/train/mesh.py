@@ -35,6 +35,14 @@ def global_batch(local: dict, mesh: Mesh, stacked: bool = False) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
+def step_batch(local: dict, mesh: Mesh, stacked: bool = False) -> dict:
+  """What a jitted step whose `in_shardings` split the batch takes: on one process the
+  numpy batch itself, which the call places (on 2 CPU cores ~25 us against ~160 us for
+  building the global arrays first: the quick start's LeNet-5 makes 660 such calls);
+  across processes the global arrays of `global_batch`."""
+  return local if jax.process_count() == 1 else global_batch(local, mesh, stacked)
+
+
 def stack_batches(batches: list[dict]) -> dict:
   """Host batches -> one stacked `[n, batch, ...]` (a view for one batch)."""
   if len(batches) == 1:
