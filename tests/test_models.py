@@ -143,8 +143,7 @@ def test_initialisers_traced_or_in_another_dtype_are_jaxs_own():
 
 def test_building_a_model_compiles_a_program_per_size_bucket_not_per_shape(caplog):
   """GoogLeNet has 57 distinct parameter shapes; built eagerly with JAX's initialisers it
-  compiled 125 programs (24 s on 2 CPU cores), with `nn.init` 29 (draws of at least 64K
-  values share one program)."""
+  compiled 125 programs (24 s on 2 CPU cores), with `nn.init` 29."""
   import logging
   caplog.set_level(logging.WARNING, logger="jax")
   jax.clear_caches()

@@ -8,7 +8,7 @@ alone, so the first n values of a flat draw of m >= n elements, reshaped, are th
 any shape of n elements. Sizes are rounded up to a power of two, at least `MIN_DRAW`
 (one program for every parameter up to 64K elements: LeNet-5's five kernels compiled five
 programs, 0.7 of the quick start's 0.9 s of model building, for draws that each take well
-under a millisecond; at most ~10 programs for any model), except above `EXACT_ABOVE`
+under a millisecond; at most 9 sizes, 2^16 to 2^24, for any model), except above `EXACT_ABOVE`
 elements, drawn at their own size so a large dense layer never needs twice its memory. The scaling is done in numpy in float32 with
 the operations JAX uses (IEEE square root, division and product round the same
 everywhere). Another dtype, or threefry set non-partitionable, falls back to JAX's
