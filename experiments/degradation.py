@@ -81,7 +81,8 @@ def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
   """Trains one network (or finds it trained); -> (its table row, its metric records).
   The training error is that of its last logged steps, on the batches it trained on.
   The row is kept in `workdir/row.json`, so a network found trained keeps the wall time
-  of the run that trained it (a long sweep can be resumed or extended by seeds)."""
+  of the run that trained it, and one resumed (stopped by SIGTERM) adds both sessions'
+  (a long sweep can be resumed or extended by seeds)."""
   start = time.perf_counter()
   result = train_and_evaluate(config, workdir)
   records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
@@ -91,9 +92,10 @@ def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
   saved = os.path.join(workdir, "row.json")
   if os.path.exists(saved):
     with open(saved) as f:
-      row["wall_s"] = json.load(f)["wall_s"]
-  else:
-    save_json(saved, row)
+      before = json.load(f)
+    found = before["steps"] == row["steps"]  # nothing trained now: only found
+    row["wall_s"] = before["wall_s"] + (0.0 if found else row["wall_s"])
+  save_json(saved, row)
   return row, records
 
 

@@ -112,7 +112,8 @@ def test_degradation_summarises_each_network_over_the_seeds():
 
 def test_degradation_keeps_a_trained_networks_wall_time(tmp_path, monkeypatch):
   """A network found trained (a resumed or extended `--seeds` sweep) keeps the wall time
-  of the run that trained it, from its `row.json`, not the seconds it took to find it."""
+  of the run that trained it, from its `row.json`, not the seconds it took to find it;
+  one that trained further after a stop adds the two sessions' times."""
   import json
 
   import experiments.degradation as degradation
@@ -130,3 +131,7 @@ def test_degradation_keeps_a_trained_networks_wall_time(tmp_path, monkeypatch):
   (tmp_path / "row.json").write_text(json.dumps({**first, "wall_s": 1234.5}))
   again, _ = degradation.train_network(None, str(tmp_path))
   assert again == {**first, "wall_s": 1234.5}
+  (tmp_path / "row.json").write_text(json.dumps({**first, "steps": 4, "wall_s": 1000.0}))
+  resumed, _ = degradation.train_network(None, str(tmp_path))  # stopped at 4, now at 10
+  assert resumed["steps"] == 10 and 1000.0 < resumed["wall_s"] < 1010.0
+  assert json.loads((tmp_path / "row.json").read_text()) == resumed
