@@ -29,7 +29,7 @@ from cnn_lab.train.state import savable
 from cnn_lab.train.workdir import (WorkdirLock, check_relaunch, clean_temporary,
                                    ensure_writable, final_metrics, set_aside_run,
                                    write_run_files)
-from cnn_lab.viz import plot_curves
+from cnn_lab.viz import import_pyplot_in_background, plot_curves
 
 
 class NonFiniteLossError(RunStoppedError, FloatingPointError):
@@ -239,6 +239,8 @@ def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir
     return done
   try:
     run.start()
+    if jax.process_index() == 0:  # the process that draws the closing figure
+      import_pyplot_in_background()
     logging.info("Training %s on %s for %d steps (batch %d) on %d %s device(s).",
                  config.model.name, config.dataset.name, exp.total_steps, config.batch_size,
                  exp.mesh.size, jax.default_backend())
