@@ -41,6 +41,7 @@ import ml_collections
 from absl import flags
 
 from cnn_lab.benchmarks.report import format_table, save_json
+from cnn_lab.benchmarks.seeds import parse_seeds
 from cnn_lab.benchmarks.timing import machine
 from cnn_lab.train import launch
 from cnn_lab.train.launch import load_config
@@ -116,7 +117,7 @@ def seed_summary(rows: list[dict]) -> list[dict]:
 def main(argv):
   del argv
   rows, curves = [], {}
-  for seed in map(int, FLAGS.seeds):
+  for seed in parse_seeds(FLAGS.seeds):
     for name, preset in RUNS.items():
       config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init)
       config.seed = seed

@@ -14,7 +14,7 @@ import sys
 from absl import flags
 
 from cnn_lab.benchmarks.report import format_table, save_json
-from cnn_lab.benchmarks.seeds import run_seed, summary
+from cnn_lab.benchmarks.seeds import parse_seeds, run_seed, summary
 from cnn_lab.benchmarks.timing import machine
 from cnn_lab.train import launch
 
@@ -30,7 +30,7 @@ def main(argv):
   del argv
   passthrough = [a for a in sys.argv[1:] if a.startswith("--config.")]
   rows = []
-  for seed in map(int, FLAGS.seeds):
+  for seed in parse_seeds(FLAGS.seeds):
     workdir = os.path.join(FLAGS.workdir, f"seed{seed}")
     shutil.rmtree(workdir, ignore_errors=True)  # a measurement starts from nothing
     rows.append(run_seed(FLAGS.config, workdir, seed, passthrough))

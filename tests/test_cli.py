@@ -45,6 +45,8 @@ CASES = {
     "predict without images": lambda d: ["experiments.predict"],
     "predict a missing image": lambda d: ["experiments.predict", str(d / "no.png")],
     "benchmark an unknown suite": lambda d: ["experiments.benchmark", "nosuchsuite"],
+    "a seed that is no integer": lambda d: ["experiments.degradation", f"--workdir={d / 'run'}",
+                                            "--seeds=0,x"],
 }
 
 
@@ -54,6 +56,8 @@ MESSAGES = {
                            "optimizer.learning_rate"],  # the near miss suggested
     "benchmark an unknown suite": [
         "suite: expected some of ['data', 'ops', 'peers', 'time_to_accuracy', 'train']"],
+    "a seed that is no integer": [  # refused before seed 0 trains
+        "seeds: expected comma-separated integers, e.g. 0,1,2, received '0,x'"],
 }
 
 

@@ -13,7 +13,17 @@ import sys
 import tempfile
 import time
 
+from cnn_lab.errors import fail
 from cnn_lab.train.metrics import read_metrics
+
+
+def parse_seeds(values: list[str]) -> list[int]:
+  """A `--seeds` list flag as integers, checked before anything trains (a bad entry
+  found only when its turn came would end a sweep after hours of the seeds before it)."""
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise fail("seeds", "comma-separated integers, e.g. 0,1,2", ",".join(values)) from None
 
 
 def run_seed(config: str, workdir: str, seed: int, extra_flags: list[str],
