@@ -7,7 +7,8 @@ Without SUITE: every suite but time_to_accuracy (~40 minutes on 2 cores), run by
 Suites:
   train  training images/s of LeNet-5, ResNet-20 (batch 128, 32x32), MobileNetV2 and
          ResNet-50 (batch 32, 224x224); achieved GFLOP/s and MFU against a float32
-         matmul peak measured in the same run; compile time; XLA's memory estimate.
+         matmul peak measured in the same run; compile time; XLA's memory estimate; what
+         one call costs (a call of no work with the step's arguments) and its share of a call.
   peers  the same LeNet-5 and ResNet-20 in Keras 3 (JAX backend) and in Flax Linen as
          Flax's examples write it, timed beside ours (`pip install -e '.[bench]'`).
   ops    scratch vs xla: conv, transpose conv, max pooling; IoU and NMS at 1,000 and

@@ -27,6 +27,7 @@ def test_train_suite_rows():
   for r in rows:
     assert r["images_per_s"] > 0 and r["compile_s"] > 0 and r["memory_mb"] > 0
     assert r["mfu"] == pytest.approx(r["gflops"] / 100.0)
+    assert 0 < r["call_ms"] and 0 < r["call_share"] < 1  # a call of no work: faster than steps
   # 6 FLOPs per MAC per image: ResNet-20 at 16x16 does a quarter of its 32x32 MACs
   flops = train_suite.train_flops_per_image("resnet20_cifar", 16, 3, 10)
   assert flops == 6 * summarize("resnet20_cifar", (16, 16, 3), 10)["macs"]

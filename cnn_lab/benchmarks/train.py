@@ -6,6 +6,8 @@ on the devices, so the figure is the model's training speed, not the input
 pipeline's (the `data` suite measures that). FLOPs come from the MAC counter
 (`cnn_lab.models.summary`): a training step counts as 3 forward passes, 2 FLOPs
 per multiply-add. MFU divides by a float32 matmul peak measured in the same run.
+`call_ms` times a call of no work with the step's own arguments: the dispatch that
+more steps a call can save.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from cnn_lab.train.tasks.classification import Classification
 # model, image size, channels, batch, classes, implementation, steps per dispatch (the
 # `peers` suite times the first two too). MobileNetV2 runs its depthwise layers as its
 # configs do, on the scratch taps: XLA's grouped convolution is 2-7x slower
-# forward+backward on a CPU (README "Performance"). LeNet-5 runs twice: its step is
-# short enough for the dispatch to count.
+# forward+backward on a CPU (README "Performance"). LeNet-5 runs twice, 1 and 10 steps
+# a call: the shortest step, where a dispatch counts most (`call_share`: 0.4-1.6% of
+# a step on 2 CPU cores; not measured on a GPU, where the step takes ~0.45 ms).
 CASES = (("lenet5_modern", 32, 1, 128, 10, "xla", 1),
          ("lenet5_modern", 32, 1, 128, 10, "xla", 10),
          ("resnet20_cifar", 32, 3, 128, 10, "xla", 1),
@@ -60,6 +63,23 @@ def seconds_per_step(train_step, state, batch: dict, steps: int = 5, repeats: in
     return metrics
 
   return median_seconds(run, repeats=repeats) / steps
+
+
+def seconds_per_call(state, batches: dict, mesh, calls: int = 50, repeats: int = 5) -> float:
+  """Per-call time of a program that takes what the training step takes (the state
+  donated, the stacked batches sharded as the loop shards them) and only counts the
+  step: what one dispatch costs, so the most that several steps a call can save.
+  Median over `repeats` runs of `calls` chained calls, after 2 warm-up runs; `state`
+  is copied, not donated."""
+  repl = mesh_lib.replicated(mesh)
+  state = jax.tree.map(lambda x: x.copy(), state)
+
+  def count_step(state, batches):
+    return state.replace(step=state.step + 1), {"label": batches["label"][:, 0]}
+
+  call = jax.jit(count_step, in_shardings=(repl, mesh_lib.data_sharded(mesh, stacked=True)),
+                 out_shardings=(repl, repl), donate_argnums=0)
+  return seconds_per_step(call, state, batches, calls, repeats)
 
 
 def train_flops_per_image(model: str, size: int, channels: int, classes: int) -> float:
@@ -94,7 +114,8 @@ def time_train_step(model: str, size: int, channels: int, batch: int, classes: i
 
   -> {"compile_s", "step_s" (median over `repeats` runs of `steps` dispatches, after 2
   warm-up ones, per training step), "images_per_s", "memory_mb" (XLA's estimate:
-  arguments, outputs and temporaries of the compiled call)}.
+  arguments, outputs and temporaries of the compiled call), "call_s" (what the call
+  itself costs: `seconds_per_call`, same arguments, no work)}.
   """
   mesh = mesh or mesh_lib.make_mesh()
   mesh_lib.check_batch_divides(batch, mesh)
@@ -110,9 +131,10 @@ def time_train_step(model: str, size: int, channels: int, batch: int, classes: i
       memory.argument_size_in_bytes + memory.output_size_in_bytes
       + memory.temp_size_in_bytes - memory.alias_size_in_bytes) / 2 ** 20
 
+  call_s = seconds_per_call(state, data, mesh)  # before the steps donate `state`
   step_s = seconds_per_step(compiled, state, data, steps, repeats) / steps_per_dispatch
   return {"compile_s": compile_s, "step_s": step_s, "images_per_s": batch / step_s,
-          "memory_mb": memory_mb}
+          "memory_mb": memory_mb, "call_s": call_s}
 
 
 def suite(quick: bool = False, peak_gflops: float | None = None):
@@ -129,4 +151,8 @@ def suite(quick: bool = False, peak_gflops: float | None = None):
            "batch": batch, "steps_per_dispatch": k, "devices": devices,
            "images_per_s": timing["images_per_s"],
            "gflops": gflops, "mfu": gflops / peak, "matmul_peak_gflops": peak,
-           "compile_s": timing["compile_s"], "memory_mb": timing["memory_mb"]}
+           "compile_s": timing["compile_s"], "memory_mb": timing["memory_mb"],
+           # what one call costs, as a share of the time a call takes: the most that
+           # more steps a call can save is this share (k = 1 at most 1 / (1 - share))
+           "call_ms": 1e3 * timing["call_s"],
+           "call_share": timing["call_s"] / (k * timing["step_s"])}
