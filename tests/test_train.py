@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnn_lab.train.loop import NonFiniteLossError, train_and_evaluate
-from tests.helpers import assert_trees_bitwise_equal, saved_state, small_config
+from tests.helpers import ROOT, assert_trees_bitwise_equal, saved_state, small_config
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,35 @@ def test_steps_per_dispatch_trains_bitwise_as_one_step_a_dispatch(reference, tmp
   run.close()
   assert train_and_evaluate(fives, str(tmp_path / "resumed"))["step"] == 40
   assert_trees_bitwise_equal(saved_state(workdir), saved_state(str(tmp_path / "resumed")))
+
+
+def test_steps_per_dispatch_with_batchnorm_agrees_to_rounding():
+  """ResNet-20's :test preset (BatchNorm, AdamW): 3 steps in one call against 3 calls of
+  one step, same batches. Not bitwise (unlike LeNet-5 above): in one program XLA fuses
+  consecutive steps' update chains (Adam's moments, BatchNorm's running statistics) and
+  rounds them differently; equal to float32 rounding, step by step."""
+  from cnn_lab.train import mesh as mesh_lib
+  from cnn_lab.train.experiment import build_experiment
+  from cnn_lab.train.launch import load_config
+  exp = build_experiment(load_config(
+      os.path.join(ROOT, "experiments", "configs", "resnet_shapes.py:test")))
+  batches = [b for b, _ in zip(exp.train_iterator(), range(3))]
+
+  def stacked(bs):
+    return mesh_lib.global_batch(mesh_lib.stack_batches(bs), exp.mesh, stacked=True)
+
+  def copy(state):
+    return jax.tree.map(lambda x: x.copy(), state)
+
+  ones, losses = copy(exp.state), []
+  for b in batches:
+    ones, metrics = exp.train_steps(ones, stacked([b]))
+    losses.append(float(metrics["loss"][0]))
+  threes, metrics = exp.train_steps(copy(exp.state), stacked(batches))
+  np.testing.assert_allclose(np.asarray(metrics["loss"]), losses, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves((ones.params, ones.batch_stats, ones.opt_state)),
+                  jax.tree.leaves((threes.params, threes.batch_stats, threes.opt_state))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
 
 
 def test_steps_per_dispatch_must_divide_the_intervals():

@@ -89,10 +89,11 @@ def jit_train_steps(graphdef, tx: optax.GradientTransformation, task, mesh, sche
   and donated. One program per distinct n (the configured `steps_per_dispatch`, and
   a shorter one for a run's last steps).
 
-  The steps are written out one after the other, not as a `lax.scan`: XLA:CPU ran a
-  LeNet-5 step 5x slower inside a loop (a fixed ~20 ms a call), and compiled the
-  loop's body differently in the last bits. Written out, n steps give bitwise what
-  n calls of one step give; the price is compile time growing with n."""
+  The steps are written out one after the other, not as a loop: XLA:CPU runs a step
+  3-8x slower inside a loop body. Written out, n steps are the same steps as n calls
+  of one step; bitwise for LeNet-5, to float rounding where XLA fuses one step's
+  update chains (Adam's moments, BatchNorm's running statistics) into the next's
+  (README, "Steps per dispatch"). The price is compile time growing with n."""
   repl = mesh_lib.replicated(mesh)
   step = make_train_step(graphdef, tx, task, schedule)
 

@@ -34,7 +34,8 @@ from cnn_lab.train.metrics import read_metrics
 
 LOCK_NAME = ".lock"
 # Keys a relaunch may change freely: how often to log, evaluate and save, where data is,
-# how many steps a dispatch runs (bitwise the same run).
+# how many steps a dispatch runs (the same steps; bitwise for LeNet-5, to rounding for
+# BatchNorm models: `steps.jit_train_steps`).
 FREE = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
         "dataset.data_dir", "dataset.cache", "steps_per_dispatch")
 # Keys a relaunch may change with `--resume_with_changes`: they change the run from the
