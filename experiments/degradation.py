@@ -41,7 +41,7 @@ import ml_collections
 from absl import flags
 
 from cnn_lab.benchmarks.report import format_table, save_json
-from cnn_lab.benchmarks.seeds import parse_seeds
+from cnn_lab.benchmarks.seeds import mean_and_sd, parse_seeds
 from cnn_lab.benchmarks.timing import machine
 from cnn_lab.train import launch
 from cnn_lab.train.launch import load_config
@@ -107,9 +107,7 @@ def seed_summary(rows: list[dict]) -> list[dict]:
     mine = [r for r in rows if r["network"] == name]
     row = {"network": name, "seeds": len(mine)}
     for key in ("train_error", "test_error"):
-      values = [r[key] for r in mine]
-      row[key] = statistics.mean(values)
-      row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+      row[key], row[f"{key}_std"] = mean_and_sd(r[key] for r in mine)
     out.append({**row, "wall_s": statistics.mean(r["wall_s"] for r in mine)})
   return out
 

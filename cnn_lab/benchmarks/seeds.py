@@ -63,12 +63,18 @@ def cached_run(config: str, workdir: str, fresh: bool = True) -> dict:
   return result
 
 
+def mean_and_sd(values) -> tuple[float, float]:
+  """Mean and sample standard deviation (0 for one value) of what the seeds gave."""
+  values = list(values)
+  return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def summary(rows: list[dict], key: str = "eval/accuracy") -> dict:
   """The mean row: mean, sample standard deviation, min and max of `key`; mean and max
   wall time."""
   values = [r[key] for r in rows]
-  return {"seed": "mean", key: statistics.mean(values),
-          "std_" + key: statistics.stdev(values) if len(values) > 1 else 0.0,
+  mean, sd = mean_and_sd(values)
+  return {"seed": "mean", key: mean, "std_" + key: sd,
           "wall_s": statistics.mean(r["wall_s"] for r in rows),
           "min_" + key: min(values), "max_" + key: max(values),
           "max_wall_s": max(r["wall_s"] for r in rows)}
