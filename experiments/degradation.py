@@ -57,6 +57,9 @@ flags.DEFINE_bool("augment", False, "The paper's augmentation (`resnet_shapes.py
                   "shifts of up to 4 pixels, left-right flips) for every network.")
 flags.DEFINE_enum("init", "lecun", ["lecun", "he"], "The networks' initialisation: flax's "
                   "default (lecun, fan-in) or the paper's (He et al. 2015, N(0, 2 / fan-in)).")
+flags.DEFINE_string("dataset", "shapes/single_32", "The task, resized to the CIFAR networks' "
+                    "32x32: e.g. shapes/multi_64 (1-4 smaller objects, the label the largest's: "
+                    "harder; 4,000 training images).")
 flags.DEFINE_list("seeds", ["0"], "Seeds; every network is trained once per seed, and with "
                   "more than one the table adds each network's mean and spread.")
 flags.mark_flag_as_required("workdir")
@@ -67,14 +70,16 @@ RUNS = {"plain-20": "plain", "ResNet-20": "", "plain-56": "plain56", "ResNet-56"
 
 
 def network_config(preset: str, recipe: str, augment: bool, epochs: float,
-                   init: str = "lecun") -> ml_collections.ConfigDict:
+                   init: str = "lecun", dataset: str = "shapes/single_32"
+                   ) -> ml_collections.ConfigDict:
   """One network's config: resnet_shapes.py with the network's `preset` ("" for
-  ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation, and
-  `model.init` set to `init`."""
+  ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation,
+  `model.init` set to `init`, and `dataset` resized to 32x32."""
   presets = [p for p in (preset, recipe == "paper" and "paper", augment and "augment") if p]
   config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
   config.num_epochs = epochs
   config.model.init = init
+  config.dataset.update(name=dataset, image_size=32)
   return config
 
 
@@ -117,13 +122,14 @@ def main(argv):
   rows, curves = [], {}
   for seed in parse_seeds(FLAGS.seeds):
     for name, preset in RUNS.items():
-      config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init)
+      config = network_config(preset, FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init,
+                              FLAGS.dataset)
       config.seed = seed
       row, records = train_network(config, os.path.join(FLAGS.workdir, f"seed{seed}", name))
       rows.append({"network": name, "seed": seed, **row})
       curves.setdefault(name, records)  # the figure draws the first seed
   png = plot_training_error(curves, os.path.join(FLAGS.workdir, "degradation.png"),
-                            "plain vs residual on shapes (dashed: train, solid: test)")
+                            f"plain vs residual on {FLAGS.dataset} (dashed: train, solid: test)")
   summary = seed_summary(rows)
   print(format_table(rows))
   if len(FLAGS.seeds) > 1:
@@ -133,7 +139,7 @@ def main(argv):
 
 
 def flag_values() -> dict:
-  return {k: FLAGS[k].value for k in ("epochs", "recipe", "augment", "init", "seeds")}
+  return {k: FLAGS[k].value for k in ("epochs", "recipe", "augment", "init", "seeds", "dataset")}
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def test_degradation_configures_every_network_with_the_papers_augmentation():
   """`experiments.degradation --augment`: translations of up to 4 pixels and left-right
   flips (`resnet_shapes.py:augment`) on each of the four networks, combined with
   `:paper`; without it (the default) the data are left as they are. `--init=he`: the
-  paper's initialisation (flax's lecun by default)."""
+  paper's initialisation (flax's lecun by default). `--dataset`: another task, resized
+  to the networks' 32x32."""
   from experiments.degradation import RUNS, network_config
   for preset in RUNS.values():
     config = network_config(preset, "paper", True, 2.0)
@@ -94,6 +95,9 @@ def test_degradation_configures_every_network_with_the_papers_augmentation():
   assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
   assert not plain.augment.hflip and plain.optimizer.name == "adamw"
   assert plain.model.init == "he"
+  assert (plain.dataset.name, plain.dataset.image_size) == ("shapes/single_32", 32)
+  multi = network_config("", "shapes", True, 3.0, dataset="shapes/multi_64")
+  assert (multi.dataset.name, multi.dataset.image_size) == ("shapes/multi_64", 32)
 
 
 def test_degradation_summarises_each_network_over_the_seeds():
