@@ -2,7 +2,7 @@ r"""He et al. 2015's degradation experiment on `shapes`: plain-20/56 against Res
 the same steps on the same data; one PNG of training/test error and a table.
 
   python -m experiments.degradation --workdir=/tmp/degradation [--epochs=4] [--recipe=shapes] \
-      [--augment] [--init=lecun] [--seeds=0]
+      [--augment] [--init=lecun] [--dataset=shapes/single_32] [--seeds=0]
 
 Each network is trained by the one launcher's loop with experiments/configs/resnet_shapes.py
 (presets :plain, (none), :plain56, :resnet56), the same seed and data order, with the

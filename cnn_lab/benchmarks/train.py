@@ -66,11 +66,11 @@ def seconds_per_step(train_step, state, batch: dict, steps: int = 5, repeats: in
 
 
 def seconds_per_call(state, batches: dict, mesh, calls: int = 50, repeats: int = 5) -> float:
-  """Per-call time of a program that takes what the training step takes (the state
-  donated, the stacked batches sharded as the loop shards them) and only counts the
-  step: what one dispatch costs, so the most that several steps a call can save.
-  Median over `repeats` runs of `calls` chained calls, after 2 warm-up runs; `state`
-  is copied, not donated."""
+  """Per-call time of a program that takes what the training step takes (the state,
+  donated as the step donates it, and the stacked batches sharded as the loop shards
+  them) and only counts the step: what one dispatch costs, so the most that several
+  steps a call can save. Median over `repeats` runs of `calls` chained calls, after 2
+  warm-up runs. Works on a copy: the caller's `state` stays usable."""
   repl = mesh_lib.replicated(mesh)
   state = jax.tree.map(lambda x: x.copy(), state)
 
