@@ -25,7 +25,7 @@ from cnn_lab.models import create_model
 from cnn_lab.models.summary import summarize
 from cnn_lab.train import mesh as mesh_lib
 from cnn_lab.train.state import create_train_state
-from cnn_lab.train.steps import jit_train_steps
+from cnn_lab.train.steps import jit_dispatch, jit_train_steps
 from cnn_lab.train.tasks.classification import Classification
 
 # model, image size, channels, batch, classes, implementation, steps per dispatch (the
@@ -71,15 +71,12 @@ def seconds_per_call(state, batches: dict, mesh, calls: int = 50, repeats: int =
   them) and only counts the step: what one dispatch costs, so the most that several
   steps a call can save. Median over `repeats` runs of `calls` chained calls, after 2
   warm-up runs. Works on a copy: the caller's `state` stays usable."""
-  repl = mesh_lib.replicated(mesh)
   state = jax.tree.map(lambda x: x.copy(), state)
 
   def count_step(state, batches):
     return state.replace(step=state.step + 1), {"label": batches["label"][:, 0]}
 
-  call = jax.jit(count_step, in_shardings=(repl, mesh_lib.data_sharded(mesh, stacked=True)),
-                 out_shardings=(repl, repl), donate_argnums=0)
-  return seconds_per_step(call, state, batches, calls, repeats)
+  return seconds_per_step(jit_dispatch(count_step, mesh), state, batches, calls, repeats)
 
 
 def train_flops_per_image(model: str, size: int, channels: int, classes: int) -> float:

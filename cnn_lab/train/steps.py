@@ -82,6 +82,16 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, task, schedule=N
   return train_step
 
 
+def jit_dispatch(fn, mesh):
+  """`fn(state, batches) -> (state, metrics)` jitted as the loop calls a dispatch: the
+  state replicated over `mesh` and donated, the batches stacked `[n, batch, ...]` and
+  sharded along the batch axis, the metrics replicated. The training steps use it, and
+  the `train` benchmark's call of no work, so that it costs what their call costs."""
+  repl = mesh_lib.replicated(mesh)
+  return jax.jit(fn, in_shardings=(repl, mesh_lib.data_sharded(mesh, stacked=True)),
+                 out_shardings=(repl, repl), donate_argnums=0)
+
+
 def jit_train_steps(graphdef, tx: optax.GradientTransformation, task, mesh, schedule=None):
   """n training steps in one jitted call, as the loop runs them: `make_train_step`
   applied to each of the batches stacked `[n, batch, ...]` (sharded along the batch
@@ -94,7 +104,6 @@ def jit_train_steps(graphdef, tx: optax.GradientTransformation, task, mesh, sche
   of one step; bitwise for LeNet-5, to float rounding where XLA fuses one step's
   update chains (Adam's moments, BatchNorm's running statistics) into the next's
   (README, "Steps per dispatch"). The price is compile time growing with n."""
-  repl = mesh_lib.replicated(mesh)
   step = make_train_step(graphdef, tx, task, schedule)
 
   def train_steps(state, batches):
@@ -104,8 +113,7 @@ def jit_train_steps(graphdef, tx: optax.GradientTransformation, task, mesh, sche
       metrics.append(m)
     return state, jax.tree.map(lambda *m: jnp.stack(m), *metrics)
 
-  return jax.jit(train_steps, in_shardings=(repl, mesh_lib.data_sharded(mesh, stacked=True)),
-                 out_shardings=(repl, repl), donate_argnums=0)
+  return jit_dispatch(train_steps, mesh)
 
 
 def make_eval_step(graphdef, task):
