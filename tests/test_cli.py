@@ -47,6 +47,8 @@ CASES = {
     "benchmark an unknown suite": lambda d: ["experiments.benchmark", "nosuchsuite"],
     "a seed that is no integer": lambda d: ["experiments.degradation", f"--workdir={d / 'run'}",
                                             "--seeds=0,x"],
+    "a degradation on an unknown dataset": lambda d: [
+        "experiments.degradation", f"--workdir={d / 'run'}", "--dataset=shapes/nope"],
 }
 
 
@@ -58,6 +60,8 @@ MESSAGES = {
         "suite: expected some of ['data', 'ops', 'peers', 'time_to_accuracy', 'train']"],
     "a seed that is no integer": [  # refused before seed 0 trains
         "seeds: expected comma-separated integers, e.g. 0,1,2, received '0,x'"],
+    "a degradation on an unknown dataset": ["dataset: expected one of", "'shapes/multi_64'",
+                                            "received 'shapes/nope'"],
 }
 
 

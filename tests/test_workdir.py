@@ -251,3 +251,13 @@ def test_a_damaged_catalog_dataset_is_named_with_what_to_delete(tmp_path, monkey
   os.remove(os.path.join(builder.data_dir, "dataset_info.json"))
   with pytest.raises(UnavailableError, match="never completely prepared.*delete that folder"):
     datasets.prepare("digits", data_dir)
+
+
+def test_first_missing_dir_is_the_top_folder_a_launch_creates(tmp_path):
+  """A failed launch removes what it created, missing parents included
+  (`experiments.degradation` makes `DIR/seed0/plain-20`)."""
+  from cnn_lab.train.workdir import first_missing_dir
+  assert first_missing_dir(str(tmp_path / "a" / "b" / "c")) == str(tmp_path / "a")
+  assert first_missing_dir(str(tmp_path / "new")) == str(tmp_path / "new")
+  assert first_missing_dir(str(tmp_path)) is None
+  assert first_missing_dir("gs://bucket/run") is None

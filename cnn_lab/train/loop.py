@@ -27,7 +27,7 @@ from cnn_lab.train.metrics import MetricsWriter, PendingMetrics, Progress, read_
 from cnn_lab.train.phases import Phases
 from cnn_lab.train.state import savable
 from cnn_lab.train.workdir import (WorkdirLock, check_relaunch, clean_temporary,
-                                   ensure_writable, final_metrics, set_aside_run,
+                                   ensure_writable, final_metrics, first_missing_dir, set_aside_run,
                                    write_run_files)
 from cnn_lab.viz import import_pyplot_in_background, plot_curves
 
@@ -213,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   (`workdir.check_relaunch`); `start_over` sets a previous run aside first. A run that
   already finished there is reported in one line, and nothing is written."""
   workdir = paths.resolve(workdir)
-  created = not paths.is_url(workdir) and not os.path.exists(workdir)
+  created = first_missing_dir(workdir)
   workdir = ensure_writable(workdir)
   lock = WorkdirLock(workdir).acquire()
   phases = Phases()
@@ -223,7 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   except BaseException:
     lock.release()
     if created and set(os.listdir(workdir)) <= {".lock"}:  # leave no empty run behind
-      shutil.rmtree(workdir, ignore_errors=True)
+      shutil.rmtree(created, ignore_errors=True)
     raise
   finally:
     lock.release()

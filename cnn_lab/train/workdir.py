@@ -47,6 +47,18 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", "config.json", "task
              "curves.png")
 
 
+def first_missing_dir(workdir: str) -> str | None:
+  """The top-most folder that creating `workdir` makes (`workdir` itself or a missing
+  parent, e.g. `DIR` of `DIR/seed0/plain-20`); None if it exists or is a bucket URL.
+  A launch that fails before writing anything removes it, parents included."""
+  if paths.is_url(workdir):
+    return None
+  top, path = None, os.path.abspath(workdir)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    top, path = path, os.path.dirname(path)
+  return top
+
+
 def ensure_writable(workdir: str) -> str:
   """Creates `workdir` if needed and proves it writable, or says why it is not; returns
   it absolute (local) or unchanged (a bucket URL)."""
