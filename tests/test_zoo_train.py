@@ -114,6 +114,22 @@ def test_degradation_summarises_each_network_over_the_seeds():
   assert seed_summary(rows[:4])[3]["train_error_std"] == 0.0
 
 
+def test_degradation_training_error_is_over_the_last_tenth_of_the_steps():
+  """The final training error: the logged windows that start in the last tenth of the
+  steps, weighted by their steps (the last window may be short); a step logged again
+  after a resume counts once; one window longer than the tenth is used alone."""
+  from experiments.degradation import final_training_error
+  records = [{"step": s, "train/accuracy": s / 100} for s in range(10, 101, 10)]
+  assert final_training_error(records) == pytest.approx(0.0)  # (90, 100]: 1.0
+  assert final_training_error(records, fraction=0.25) == pytest.approx(0.05)  # (80, 100]
+  short_last = [{"step": 80, "train/accuracy": 0.5}, {"step": 90, "train/accuracy": 0.8},
+                {"step": 92, "train/accuracy": 0.0}, {"step": 85, "eval/accuracy": 0.1}]
+  assert final_training_error(short_last, fraction=0.15) == pytest.approx(1 - 8 / 12)
+  resumed = records + [{"step": 100, "train/accuracy": 0.5}]
+  assert final_training_error(resumed) == pytest.approx(0.5)
+  assert final_training_error([{"step": 7, "train/accuracy": 0.75}]) == 0.25
+
+
 def test_degradation_keeps_a_trained_networks_wall_time(tmp_path, monkeypatch):
   """A network found trained (a resumed or extended `--seeds` sweep) keeps the wall time
   of the run that trained it, from its `row.json`, not the seconds it took to find it;
