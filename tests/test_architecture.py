@@ -137,3 +137,15 @@ def test_course_map_points_at_tests_figures_and_commands_that_exist():
 def test_the_repository_points_at_no_document_outside_it():
   for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
     assert "../shared" not in path.read_text(), path.name
+
+
+def test_the_documents_links_and_images_exist():
+  """Every relative link or image of README.md and docs/*.md names a file that exists
+  (a figure renamed or a document moved leaves no dangling link); anchors not checked."""
+  dangling = []
+  for path in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+      file = target.split("#")[0]
+      if file and not re.match(r"[a-z]+:", target) and not (path.parent / file).exists():
+        dangling.append(f"{path.relative_to(ROOT)}: {target}")
+  assert not dangling, dangling
