@@ -81,22 +81,22 @@ def test_zoo_mnist_takes_one_family_resnet_by_default():
 def test_degradation_configures_every_network_with_the_papers_augmentation():
   """`experiments.degradation --augment`: translations of up to 4 pixels and left-right
   flips (`resnet_shapes.py:augment`) on each of the four networks, combined with
-  `:paper`; without it (the default) the data are left as they are. `--init=he`: the
-  paper's initialisation (flax's lecun by default). `--dataset`: another task, resized
-  to the networks' 32x32."""
+  `:paper`; without it the data are left as they are. `--init=he`: the paper's
+  initialisation (flax's lecun otherwise). `--dataset`: the task, resized to the
+  networks' 32x32."""
   from experiments.degradation import RUNS, network_config
   for preset in RUNS.values():
-    config = network_config(preset, "paper", True, 2.0)
+    config = network_config(preset, "paper", True, 2.0, "lecun", "shapes/multi_64")
     assert (config.augment.max_shift, config.augment.hflip, config.augment.vflip) == (
         4.0, True, False)
     assert config.optimizer.name == "momentum" and config.num_epochs == 2.0
-    assert config.model.init == "lecun"  # flax's, by default
-  plain = network_config("plain56", "shapes", False, 3.0, init="he")
+    assert config.model.init == "lecun"  # flax's
+  plain = network_config("plain56", "shapes", False, 3.0, "he", "shapes/single_32")
   assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
   assert not plain.augment.hflip and plain.optimizer.name == "adamw"
   assert plain.model.init == "he"
   assert (plain.dataset.name, plain.dataset.image_size) == ("shapes/single_32", 32)
-  multi = network_config("", "shapes", True, 3.0, dataset="shapes/multi_64")
+  multi = network_config("", "shapes", True, 3.0, "lecun", "shapes/multi_64")
   assert (multi.dataset.name, multi.dataset.image_size) == ("shapes/multi_64", 32)
 
 

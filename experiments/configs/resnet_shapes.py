@@ -10,7 +10,7 @@ Presets: :test (3 steps, for the tests); :gpu, :tpu (bfloat16, bigger batch; doc
 :resnet56 and :plain56 (the degradation experiment's deeper pair); :resnet18
 (torchvision's ImageNet layout, at 64x64); :paper (He et al.'s SGD recipe, for
 `experiments.degradation --recipe=paper`; combine: `:plain56,paper`; at 4 epochs it
-leaves the 56-layer networks near chance, see that command's docstring); :augment (the
+leaves the 56-layer networks near chance, see docs/degradation.md); :augment (the
 paper's translations and flips, `experiments.degradation --augment`).
 `--config.model.init=he`: the paper's initialisation (He et al. 2015) instead of flax's
 lecun, with which the results above were measured.
