@@ -49,6 +49,8 @@ CASES = {
                                             "--seeds=0,x"],
     "a degradation on an unknown dataset": lambda d: [
         "experiments.degradation", f"--workdir={d / 'run'}", "--dataset=shapes/nope"],
+    "a degradation of an unknown network": lambda d: [
+        "experiments.degradation", f"--workdir={d / 'run'}", "--networks=plain-56,plain-32"],
 }
 
 
@@ -62,6 +64,9 @@ MESSAGES = {
         "seeds: expected comma-separated integers, e.g. 0,1,2, received '0,x'"],
     "a degradation on an unknown dataset": ["dataset: expected one of", "'shapes/multi_64'",
                                             "received 'shapes/nope'"],
+    "a degradation of an unknown network": [  # refused before plain-56 trains
+        "networks: expected some of ['plain-20', 'ResNet-20', 'plain-56', 'ResNet-56'], "
+        "received 'plain-56,plain-32'"],
 }
 
 

@@ -112,6 +112,21 @@ def test_degradation_summarises_each_network_over_the_seeds():
   assert summary[2]["train_error_std"] == pytest.approx(0.1)
   assert summary[0]["test_error_std"] == 0.0 and summary[0]["wall_s"] == pytest.approx(20.0)
   assert seed_summary(rows[:4])[3]["train_error_std"] == 0.0
+  plain56 = [r for r in rows if r["network"] == "plain-56"]  # `--networks=plain-56`
+  assert [r["network"] for r in seed_summary(plain56)] == ["plain-56"]
+
+
+def test_degradation_trains_the_networks_asked_for_in_the_tables_order():
+  """`--networks`: a subset of the four, trained and tabled in RUNS' order; an unknown or
+  empty list is refused before anything trains."""
+  from cnn_lab.errors import InputError
+  from experiments.degradation import parse_networks
+  assert parse_networks(["ResNet-56", "plain-56"]) == ["plain-56", "ResNet-56"]
+  with pytest.raises(InputError, match=r"networks: expected some of \['plain-20', "
+                     r"'ResNet-20', 'plain-56', 'ResNet-56'\], received 'plain-32'"):
+    parse_networks(["plain-32"])
+  with pytest.raises(InputError, match="received ''"):
+    parse_networks([])
 
 
 def test_degradation_training_error_is_over_the_last_tenth_of_the_steps():
