@@ -31,7 +31,7 @@ import statistics
 import time
 
 import ml_collections
-from absl import flags
+from absl import flags, logging
 
 from cnn_lab.benchmarks.report import format_table, save_json
 from cnn_lab.benchmarks.seeds import mean_and_sd, parse_seeds
@@ -81,6 +81,10 @@ def network_config(preset: str, recipe: str, augment: bool, epochs: float, init:
   return config
 
 
+class Stopped(Exception):
+  """A network's run stopped early (SIGTERM): the sweep stops too, to be resumed."""
+
+
 def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
   """Trains one network (or finds it trained); -> (its table row, its metric records).
   The training error is that of its last tenth of steps (`final_training_error`).
@@ -99,6 +103,8 @@ def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
     found = before["steps"] == row["steps"]  # nothing trained now: only found
     row["wall_s"] = before["wall_s"] + (0.0 if found else row["wall_s"])
   save_json(saved, row)
+  if result["step"] < result["total_steps"]:  # a SIGTERM: saved where it stood
+    raise Stopped(f"{workdir} stopped at step {result['step']}/{result['total_steps']}")
   return row, records
 
 
@@ -150,7 +156,11 @@ def main(argv):
       config = network_config(RUNS[name], FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init,
                               FLAGS.dataset)
       config.seed = seed
-      row, records = train_network(config, os.path.join(FLAGS.workdir, f"seed{seed}", name))
+      try:
+        row, records = train_network(config, os.path.join(FLAGS.workdir, f"seed{seed}", name))
+      except Stopped as stop:  # not the next network: a SIGTERM asks the process to stop
+        logging.warning("%s; the same command resumes the sweep there.", stop)
+        return
       rows.append({"network": name, "seed": seed, **row})
       curves.setdefault(name, records)  # the figure draws the first seed
   png = plot_training_error(curves, os.path.join(FLAGS.workdir, "degradation.png"),

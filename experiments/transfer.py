@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from absl import flags
+from absl import flags, logging
 
 from cnn_lab.benchmarks.report import format_table
 from cnn_lab.benchmarks.timing import machine
@@ -43,6 +43,10 @@ def main(argv):
           FLAGS.steps
       start = time.perf_counter()
       result = train_and_evaluate(config, os.path.join(FLAGS.workdir, f"{variant}_{shots}"))
+      if result["step"] < result["total_steps"]:  # a SIGTERM: saved; stop, not the next run
+        logging.warning("%s_%d stopped at step %d; the same command resumes there.", variant,
+                        shots, result["step"])
+        return
       rows.append({"shots_per_class": shots, "variant": variant,
                    "train_images": shots * datasets.spec(config.dataset.name).num_classes,
                    "test_accuracy": result["eval/accuracy"],

@@ -19,7 +19,7 @@ def test_family_trains_on_shapes(family, tmp_path):
   config = load_config(os.path.join(ROOT, "experiments", "configs",
                                     f"{family}_shapes.py:test"))
   result = train_and_evaluate(config, str(tmp_path))
-  assert result["step"] == 3 and result["eval/count"] == 200
+  assert result["step"] == result["total_steps"] == 3 and result["eval/count"] == 200
   assert 0.0 <= result["eval/accuracy"] <= 1.0
   assert os.path.exists(tmp_path / "curves.png")
 
@@ -157,7 +157,7 @@ def test_degradation_keeps_a_trained_networks_wall_time(tmp_path, monkeypatch):
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
       f.write(json.dumps({"step": 10, "train/accuracy": 0.75}) + "\n")
-    return {"step": 10, "eval/accuracy": 0.5}
+    return {"step": 10, "total_steps": 10, "eval/accuracy": 0.5}
 
   monkeypatch.setattr(degradation, "train_and_evaluate", fake_train)
   first, records = degradation.train_network(None, str(tmp_path))
@@ -170,3 +170,21 @@ def test_degradation_keeps_a_trained_networks_wall_time(tmp_path, monkeypatch):
   resumed, _ = degradation.train_network(None, str(tmp_path))  # stopped at 4, now at 10
   assert resumed["steps"] == 10 and 1000.0 < resumed["wall_s"] < 1010.0
   assert json.loads((tmp_path / "row.json").read_text()) == resumed
+
+
+def test_degradation_sweep_stops_where_a_sigterm_stopped_a_network(tmp_path, monkeypatch):
+  """A SIGTERM stops the loop's run at a step boundary, saved, and the loop returns
+  (`step` < `total_steps`); the sweep must stop there too, not go on to the next network
+  (it did: a stopped plain-20 became a table row and ResNet-20 started). The stopped
+  network's row keeps its wall time for the resumed run to add to."""
+  import json
+
+  import experiments.degradation as degradation
+  monkeypatch.setattr(degradation, "train_and_evaluate", lambda config, workdir: (
+      os.makedirs(workdir, exist_ok=True),
+      {"step": 4, "total_steps": 10, "eval/accuracy": 0.5})[1])
+  monkeypatch.setattr(degradation, "read_metrics",
+                      lambda path: [{"step": 4, "train/accuracy": 0.5}])
+  with pytest.raises(degradation.Stopped, match="stopped at step 4/10"):
+    degradation.train_network(None, str(tmp_path))
+  assert json.loads((tmp_path / "row.json").read_text())["steps"] == 4

@@ -207,7 +207,8 @@ def _open(config: ml_collections.ConfigDict, workdir: str, resume_with_changes: 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        resume_with_changes: bool = False, start_over: bool = False) -> dict:
-  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns final metrics.
+  """Trains `config` in `workdir` (resuming if a checkpoint is there); returns the final
+  metrics with `step` and `total_steps` (`step` is short of it after a SIGTERM's stop).
   The workdir is locked for the run (`workdir.WorkdirLock`); a relaunch with another
   config is refused unless `resume_with_changes` allows its changes
   (`workdir.check_relaunch`); `start_over` sets a previous run aside first. A run that
@@ -236,7 +237,7 @@ def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir
     done = {"step": run.step, **final_metrics(workdir)}
     logging.info("Already finished at step %d/%d in %s; nothing to do. Final: %s",
                  run.step, exp.total_steps, workdir, _rounded(done))
-    return done
+    return {**done, "total_steps": exp.total_steps}
   try:
     run.start()
     if jax.process_index() == 0:  # the process that draws the closing figure
@@ -282,4 +283,5 @@ def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir
   logging.info("Stopped at step %d/%d after %.1fs of training. Final: %s", run.step,
                exp.total_steps, elapsed, _rounded(result))
   logging.info("Time: %s.", phases.summary())
-  return result
+  # a caller that chains runs stops where a SIGTERM stopped this one: step < total_steps
+  return {**result, "total_steps": exp.total_steps}
