@@ -16,11 +16,12 @@ needs far more steps than a CPU budget gives: docs/degradation.md).
 Expected with the defaults (1,860 steps a network, 50-75 minutes a seed on 2 CPU cores):
 ResNet-56 trains better than ResNet-20 and plain-56 worse than plain-20, the paper's
 finding (seed 0, final training error: plain-20 0.070, ResNet-20 0.053, plain-56 0.715,
-ResNet-56 RES56 on an AMD EPYC). When plain-56 leaves chance varies from run to run, and
-between CPUs, whose last float bits differ: seed 0 on a Xeon ended at 0.088, 0.060, 0.415,
-0.040; the seeds' mean and spread are in docs/degradation.md. Shorter
-budgets or the easier `single_32` show only part of it (docs/degradation.md, which also
-has the diagnosis of plain-56's slow start). Each network is trained once per seed
+ResNet-56 0.035 on an AMD EPYC; plain-56's seeds 1 and 2 there 0.704 and 0.442, a mean of
+0.621: its target, below 0.5, is not met at this budget). When plain-56 leaves chance
+varies from run to run, and between CPUs, whose last float bits differ: seed 0 on a Xeon
+ended at 0.088, 0.060, 0.415, 0.040 (docs/degradation.md). Shorter budgets or the easier
+`single_32` show only part of it (docs/degradation.md, which also has the diagnosis of
+plain-56's slow start). Each network is trained once per seed
 (`DIR/seed{s}/{network}`) and found trained when run again, so a sweep can be resumed,
 extended by seeds, or split: `--networks=plain-56 --seeds=1,2` first, the rest later.
 """
