@@ -40,7 +40,7 @@ from cnn_lab.benchmarks.timing import machine
 from cnn_lab.errors import fail
 from cnn_lab.train import launch
 from cnn_lab.train.launch import load_config
-from cnn_lab.train.loop import train_and_evaluate
+from cnn_lab.train.loop import stopped_short, train_and_evaluate
 from cnn_lab.train.metrics import read_metrics
 from cnn_lab.viz import plot_training_error
 
@@ -104,7 +104,7 @@ def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
     found = before["steps"] == row["steps"]  # nothing trained now: only found
     row["wall_s"] = before["wall_s"] + (0.0 if found else row["wall_s"])
   save_json(saved, row)
-  if result["step"] < result["total_steps"]:  # a SIGTERM: saved where it stood
+  if stopped_short(result):  # a SIGTERM: saved where it stood
     raise Stopped(f"{workdir} stopped at step {result['step']}/{result['total_steps']}")
   return row, records
 

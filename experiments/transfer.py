@@ -20,7 +20,7 @@ from cnn_lab.benchmarks.timing import machine
 from cnn_lab.data import datasets
 from cnn_lab.train import launch
 from cnn_lab.train.launch import load_config
-from cnn_lab.train.loop import train_and_evaluate
+from cnn_lab.train.loop import stopped_short, train_and_evaluate
 
 CONFIG = os.path.join(os.path.dirname(__file__), "configs", "transfer_shapes.py")
 flags.DEFINE_string("workdir", None, "Where the runs and transfer.json go.")
@@ -43,7 +43,7 @@ def main(argv):
           FLAGS.steps
       start = time.perf_counter()
       result = train_and_evaluate(config, os.path.join(FLAGS.workdir, f"{variant}_{shots}"))
-      if result["step"] < result["total_steps"]:  # a SIGTERM: saved; stop, not the next run
+      if stopped_short(result):  # a SIGTERM: saved; stop, not the next run
         logging.warning("%s_%d stopped at step %d; the same command resumes there.", variant,
                         shots, result["step"])
         return

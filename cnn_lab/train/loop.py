@@ -181,6 +181,12 @@ class Run:
             raise
 
 
+def stopped_short(result: dict) -> bool:
+  """Whether a `train_and_evaluate` result is that of a run a SIGTERM stopped (saved)
+  before its last step: a driver that chains runs stops there too, to be resumed."""
+  return result["step"] < result["total_steps"]
+
+
 def _rounded(metrics: dict) -> dict:
   return {k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}
 
@@ -283,5 +289,5 @@ def _train(config: ml_collections.ConfigDict, exp: Experiment, run: Run, workdir
   logging.info("Stopped at step %d/%d after %.1fs of training. Final: %s", run.step,
                exp.total_steps, elapsed, _rounded(result))
   logging.info("Time: %s.", phases.summary())
-  # a caller that chains runs stops where a SIGTERM stopped this one: step < total_steps
+  # a caller that chains runs stops where a SIGTERM stopped this one (`stopped_short`)
   return {**result, "total_steps": exp.total_steps}
