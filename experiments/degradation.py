@@ -60,6 +60,10 @@ flags.DEFINE_string("dataset", "shapes/multi_64", "The task, resized to the CIFA
                     "32x32: shapes/multi_64 (1-4 objects, the label the largest's; 4,000 "
                     "training images) keeps ResNet-20 from fitting it; on single_32 both "
                     "ResNets do, and tie.")
+ADAM_B2 = 0.999  # optax's and the shapes recipe's default
+flags.DEFINE_float("adam_b2", ADAM_B2, "AdamW's second-moment decay (--recipe=shapes): 0.99 "
+                   "forgets plain-56's first, clipped gradients in ~100 steps, not ~1,000 "
+                   "(docs/degradation.md, section 9).")
 flags.DEFINE_list("seeds", ["0"], "Seeds; every network is trained once per seed, and with "
                   "more than one the table adds each network's mean and spread.")
 flags.DEFINE_list("networks", list(RUNS),
@@ -70,12 +74,17 @@ FLAGS = flags.FLAGS
 
 
 def network_config(preset: str, recipe: str, augment: bool, epochs: float, init: str,
-                   dataset: str) -> ml_collections.ConfigDict:
+                   dataset: str, adam_b2: float) -> ml_collections.ConfigDict:
   """One network's config: resnet_shapes.py with the network's `preset` ("" for
   ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation,
-  `model.init` set to `init`, and `dataset` resized to 32x32."""
+  `model.init` set to `init`, `dataset` resized to 32x32, and AdamW's second-moment
+  decay `adam_b2` (the shapes recipe's; SGD has none: refused with `paper` unless 0.999)."""
+  if not 0 < adam_b2 < 1 or (recipe == "paper" and adam_b2 != ADAM_B2):
+    raise fail("adam_b2", f"a number in (0, 1), and {ADAM_B2} with --recipe=paper (SGD)",
+               adam_b2)
   presets = [p for p in (preset, recipe == "paper" and "paper", augment and "augment") if p]
   config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
+  config.optimizer.b2 = adam_b2
   config.num_epochs = epochs
   config.model.init = init
   config.dataset.update(name=dataset, image_size=32)
@@ -155,7 +164,7 @@ def main(argv):
   for seed in seeds:
     for name in networks:
       config = network_config(RUNS[name], FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init,
-                              FLAGS.dataset)
+                              FLAGS.dataset, FLAGS.adam_b2)
       config.seed = seed
       try:
         row, records = train_network(config, os.path.join(FLAGS.workdir, f"seed{seed}", name))
@@ -176,7 +185,8 @@ def main(argv):
 
 def flag_values() -> dict:
   return {k: FLAGS[k].value
-          for k in ("epochs", "recipe", "augment", "init", "seeds", "networks", "dataset")}
+          for k in ("epochs", "recipe", "augment", "init", "adam_b2", "seeds", "networks",
+                    "dataset")}
 
 
 if __name__ == "__main__":

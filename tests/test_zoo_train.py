@@ -86,18 +86,32 @@ def test_degradation_configures_every_network_with_the_papers_augmentation():
   networks' 32x32."""
   from experiments.degradation import RUNS, network_config
   for preset in RUNS.values():
-    config = network_config(preset, "paper", True, 2.0, "lecun", "shapes/multi_64")
+    config = network_config(preset, "paper", True, 2.0, "lecun", "shapes/multi_64", 0.999)
     assert (config.augment.max_shift, config.augment.hflip, config.augment.vflip) == (
         4.0, True, False)
     assert config.optimizer.name == "momentum" and config.num_epochs == 2.0
     assert config.model.init == "lecun"  # flax's
-  plain = network_config("plain56", "shapes", False, 3.0, "he", "shapes/single_32")
+  plain = network_config("plain56", "shapes", False, 3.0, "he", "shapes/single_32", 0.999)
   assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
   assert not plain.augment.hflip and plain.optimizer.name == "adamw"
   assert plain.model.init == "he"
   assert (plain.dataset.name, plain.dataset.image_size) == ("shapes/single_32", 32)
-  multi = network_config("", "shapes", True, 3.0, "lecun", "shapes/multi_64")
+  multi = network_config("", "shapes", True, 3.0, "lecun", "shapes/multi_64", 0.999)
   assert (multi.dataset.name, multi.dataset.image_size) == ("shapes/multi_64", 32)
+  assert multi.optimizer.b2 == 0.999
+
+
+def test_degradation_sets_adams_second_moment_decay_and_refuses_it_for_sgd():
+  """`--adam_b2`: AdamW's b2 for every network; outside (0, 1), or other than the default
+  with `--recipe=paper` (SGD, which has no second moment), it is refused by name."""
+  from cnn_lab.errors import InputError
+  from experiments.degradation import network_config
+  config = network_config("plain56", "shapes", True, 3.0, "lecun", "shapes/multi_64", 0.99)
+  assert config.optimizer.b2 == 0.99
+  for recipe, b2 in (("shapes", 1.0), ("shapes", 0.0), ("paper", 0.99)):
+    with pytest.raises(InputError, match=rf"adam_b2: expected a number in \(0, 1\).*"
+                       rf"received {b2}"):
+      network_config("plain56", recipe, True, 3.0, "lecun", "shapes/multi_64", b2)
 
 
 def test_degradation_summarises_each_network_over_the_seeds():
