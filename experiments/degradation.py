@@ -100,21 +100,24 @@ def train_network(config, workdir: str) -> tuple[dict, list[dict]]:
   The training error is that of its last tenth of steps (`final_training_error`).
   The row is kept in `workdir/row.json`, so a network found trained keeps the wall time
   of the run that trained it, and one resumed (stopped by SIGTERM) adds both sessions'
-  (a long sweep can be resumed or extended by seeds)."""
+  (a long sweep can be resumed or extended by seeds). A stopped run's row has its step
+  and wall time only: it may have stopped before its first logged step or evaluation."""
   start = time.perf_counter()
   result = train_and_evaluate(config, workdir)
-  records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-  row = {"steps": result["step"], "train_error": final_training_error(records),
-         "test_error": 1 - result["eval/accuracy"], "wall_s": time.perf_counter() - start}
+  row = {"steps": result["step"], "wall_s": time.perf_counter() - start}
   saved = os.path.join(workdir, "row.json")
   if os.path.exists(saved):
     with open(saved) as f:
       before = json.load(f)
     found = before["steps"] == row["steps"]  # nothing trained now: only found
     row["wall_s"] = before["wall_s"] + (0.0 if found else row["wall_s"])
-  save_json(saved, row)
   if stopped_short(result):  # a SIGTERM: saved where it stood
+    save_json(saved, row)
     raise Stopped(f"{workdir} stopped at step {result['step']}/{result['total_steps']}")
+  records = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+  row = {"steps": row["steps"], "train_error": final_training_error(records),
+         "test_error": 1 - result["eval/accuracy"], "wall_s": row["wall_s"]}
+  save_json(saved, row)
   return row, records
 
 

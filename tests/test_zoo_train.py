@@ -202,3 +202,12 @@ def test_degradation_sweep_stops_where_a_sigterm_stopped_a_network(tmp_path, mon
   with pytest.raises(degradation.Stopped, match="stopped at step 4/10"):
     degradation.train_network(None, str(tmp_path))
   assert json.loads((tmp_path / "row.json").read_text())["steps"] == 4
+  # stopped before its first logged step and evaluation (it raised IndexError, losing
+  # the sweep's table): no training error to compute, only the step and wall time
+  monkeypatch.setattr(degradation, "train_and_evaluate", lambda config, workdir: {
+      "step": 7, "total_steps": 10})
+  monkeypatch.setattr(degradation, "read_metrics", lambda path: [])
+  with pytest.raises(degradation.Stopped, match="stopped at step 7/10"):
+    degradation.train_network(None, str(tmp_path))
+  row = json.loads((tmp_path / "row.json").read_text())
+  assert row["steps"] == 7 and set(row) == {"steps", "wall_s"}
