@@ -61,9 +61,9 @@ flags.DEFINE_string("dataset", "shapes/multi_64", "The task, resized to the CIFA
                     "training images) keeps ResNet-20 from fitting it; on single_32 both "
                     "ResNets do, and tie.")
 ADAM_B2 = 0.999  # optax's and the shapes recipe's default
-flags.DEFINE_float("adam_b2", ADAM_B2, "AdamW's second-moment decay (--recipe=shapes): 0.99 "
-                   "forgets plain-56's first, clipped gradients in ~100 steps, not ~1,000 "
-                   "(docs/degradation.md, section 9).")
+flags.DEFINE_float("adam_b2", ADAM_B2, "AdamW's second-moment decay (--recipe=shapes), for "
+                   "ablations: 0.99 forgets in ~100 steps, not ~1,000, but did not get "
+                   "plain-56 off chance sooner (docs/degradation.md, section 10).")
 flags.DEFINE_list("seeds", ["0"], "Seeds; every network is trained once per seed, and with "
                   "more than one the table adds each network's mean and spread.")
 flags.DEFINE_list("networks", list(RUNS),
