@@ -64,6 +64,7 @@ def summary_lines(layers, params) -> list[str]:
 
 
 def trace_groups(exp) -> dict[str, list[int]]:
+  """`--trace_groups` (name=regex items) -> the kernels of each group (`kernel_groups`)."""
   patterns = dict(item.split("=", 1) if "=" in item else (item, "")
                   for item in FLAGS.trace_groups)
   if any(not p for p in patterns.values()):
@@ -72,7 +73,8 @@ def trace_groups(exp) -> dict[str, list[int]]:
 
 
 def train_and_trace(exp, batches, steps: int, trace: bool):
-  """Trains `steps` steps of `exp`; -> (state, the trace's window means or [])."""
+  """Trains `steps` steps of `exp`; -> (state, the trace's window means or [], the
+  trace's group names)."""
   state, records, groups = exp.state, [], trace_groups(exp) if trace else {}
   opt = FLAGS.config.optimizer
   if trace:
@@ -88,7 +90,7 @@ def train_and_trace(exp, batches, steps: int, trace: bool):
       stats, previous = statistics(before, adam_moments(state.opt_state), previous)
       records.append({"step": step + 1, "loss": float(metrics["loss"][0]),
                       **jax.device_get(stats)})
-  return state, window_means(records, FLAGS.trace_every) if records else []
+  return state, window_means(records, FLAGS.trace_every) if records else [], list(groups)
 
 
 def main(argv):
@@ -99,9 +101,9 @@ def main(argv):
     raise fail("--trace_every", "1 or more steps", FLAGS.trace_every)
   exp = build_experiment(FLAGS.config)
   batches = exp.train_iterator()
-  state, trace = train_and_trace(exp, batches, FLAGS.steps, FLAGS.trace)
+  state, trace, groups = train_and_trace(exp, batches, FLAGS.steps, FLAGS.trace)
   if trace:
-    print(format_trace(trace, list(trace_groups(exp))), "\n")
+    print(format_trace(trace, groups), "\n")
   logging.info("Diagnosing %s after %d steps.", FLAGS.config.model.name, FLAGS.steps)
   loss, layers, params = layer_statistics(exp.graphdef, state, next(batches), exp.task,
                                           step=FLAGS.steps)
