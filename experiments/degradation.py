@@ -64,6 +64,9 @@ ADAM_B2 = 0.999  # optax's and the shapes recipe's default
 flags.DEFINE_float("adam_b2", ADAM_B2, "AdamW's second-moment decay (--recipe=shapes), for "
                    "ablations: 0.99 forgets in ~100 steps, not ~1,000, but did not get "
                    "plain-56 off chance sooner (docs/degradation.md, section 10).")
+flags.DEFINE_float("learning_rate", None, "The peak learning rate for every network (unset: "
+                   "the recipe's, 2e-3 for shapes, 0.1 for paper); 5e-4 gets plain-56 off "
+                   "chance sooner (docs/degradation.md, section 11).")
 flags.DEFINE_list("seeds", ["0"], "Seeds; every network is trained once per seed, and with "
                   "more than one the table adds each network's mean and spread.")
 flags.DEFINE_list("networks", list(RUNS),
@@ -74,17 +77,23 @@ FLAGS = flags.FLAGS
 
 
 def network_config(preset: str, recipe: str, augment: bool, epochs: float, init: str,
-                   dataset: str, adam_b2: float) -> ml_collections.ConfigDict:
+                   dataset: str, adam_b2: float,
+                   learning_rate: float | None) -> ml_collections.ConfigDict:
   """One network's config: resnet_shapes.py with the network's `preset` ("" for
   ResNet-20), `:paper` for the paper's recipe, `:augment` for its augmentation,
-  `model.init` set to `init`, `dataset` resized to 32x32, and AdamW's second-moment
-  decay `adam_b2` (the shapes recipe's; SGD has none: refused with `paper` unless 0.999)."""
+  `model.init` set to `init`, `dataset` resized to 32x32, AdamW's second-moment
+  decay `adam_b2` (the shapes recipe's; SGD has none: refused with `paper` unless 0.999)
+  and the peak `learning_rate` (None: the recipe's)."""
   if not 0 < adam_b2 < 1 or (recipe == "paper" and adam_b2 != ADAM_B2):
     raise fail("adam_b2", f"a number in (0, 1), and {ADAM_B2} with --recipe=paper (SGD)",
                adam_b2)
+  if learning_rate is not None and not learning_rate > 0:
+    raise fail("learning_rate", "a positive number (or unset: the recipe's)", learning_rate)
   presets = [p for p in (preset, recipe == "paper" and "paper", augment and "augment") if p]
   config = load_config(f"{CONFIG}:{','.join(presets)}" if presets else CONFIG)
   config.optimizer.b2 = adam_b2
+  if learning_rate is not None:
+    config.optimizer.learning_rate = learning_rate
   config.num_epochs = epochs
   config.model.init = init
   config.dataset.update(name=dataset, image_size=32)
@@ -167,7 +176,7 @@ def main(argv):
   for seed in seeds:
     for name in networks:
       config = network_config(RUNS[name], FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init,
-                              FLAGS.dataset, FLAGS.adam_b2)
+                              FLAGS.dataset, FLAGS.adam_b2, FLAGS.learning_rate)
       config.seed = seed
       try:
         row, records = train_network(config, os.path.join(FLAGS.workdir, f"seed{seed}", name))
@@ -188,8 +197,8 @@ def main(argv):
 
 def flag_values() -> dict:
   return {k: FLAGS[k].value
-          for k in ("epochs", "recipe", "augment", "init", "adam_b2", "seeds", "networks",
-                    "dataset")}
+          for k in ("epochs", "recipe", "augment", "init", "adam_b2", "learning_rate", "seeds",
+                    "networks", "dataset")}
 
 
 if __name__ == "__main__":
