@@ -3,7 +3,8 @@ against ResNet-20/56, the same steps on the same data; one PNG of training and t
 against step, a table and JSON.
 
   python -m experiments.degradation --workdir=/tmp/degradation [--seeds=0,1,2] \
-      [--epochs=30] [--dataset=shapes/multi_64] [--augment] [--recipe=shapes] [--init=lecun]
+      [--epochs=30] [--dataset=shapes/multi_64] [--augment] [--recipe=shapes] [--init=lecun] \
+      [--learning_rate=5e-4] [--adam_b2=0.999] [--networks=plain-56]
 
 Each network is trained by the one launcher's loop with experiments/configs/resnet_shapes.py
 (presets :plain, (none), :plain56, :resnet56), the same seed and data order, on `--dataset`
