@@ -40,6 +40,7 @@ from cnn_lab.benchmarks.seeds import mean_and_sd, parse_seeds
 from cnn_lab.benchmarks.timing import machine
 from cnn_lab.errors import fail
 from cnn_lab.train import launch
+from cnn_lab.train.configs import defaults
 from cnn_lab.train.launch import load_config
 from cnn_lab.train.loop import stopped_short, train_and_evaluate
 from cnn_lab.train.metrics import read_metrics
@@ -61,7 +62,7 @@ flags.DEFINE_string("dataset", "shapes/multi_64", "The task, resized to the CIFA
                     "32x32: shapes/multi_64 (1-4 objects, the label the largest's; 4,000 "
                     "training images) keeps ResNet-20 from fitting it; on single_32 both "
                     "ResNets do, and tie.")
-ADAM_B2 = 0.999  # optax's and the shapes recipe's default
+ADAM_B2 = defaults()["optimizer"]["b2"]  # the recipes' (and optax's) 0.999
 flags.DEFINE_float("adam_b2", ADAM_B2, "AdamW's second-moment decay (--recipe=shapes), for "
                    "ablations: 0.99 forgets in ~100 steps, not ~1,000, but did not get "
                    "plain-56 off chance sooner (docs/degradation.md, section 10).")
