@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from cnn_lab.errors import fail
-from cnn_lab.train.optim import path_name
+from cnn_lab.train.optim import first_match, path_name
 
 STATISTICS = ("grad_norm", "cosine", "step_size", "fresh_over_v")
 EPS = 1e-8  # optax.adam's eps, added to sqrt(v_hat)
@@ -48,14 +48,13 @@ def kernel_groups(params, patterns: dict[str, str]) -> dict[str, list[int]]:
   matches; with no patterns, one group per top-level module. Unmatched kernels are left
   out; a pattern that matches no kernel is refused."""
   groups: dict[str, list[int]] = {name: [] for name in patterns}
-  compiled = {name: re.compile(p) for name, p in patterns.items()}
+  compiled = [(re.compile(p), name) for name, p in patterns.items()]
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   for i, (path, leaf) in enumerate(leaves):
     if jnp.ndim(leaf) < 2:
       continue
     name = path_name(path)
-    group = next((g for g, p in compiled.items() if p.search(name)),
-                 None if patterns else name.split(".")[0])
+    group = first_match(name, compiled, None if patterns else name.split(".")[0])
     if group is not None:
       groups.setdefault(group, []).append(i)
   empty = [name for name, members in groups.items() if not members]

@@ -51,6 +51,13 @@ def path_name(path) -> str:
   return ".".join(p for p in parts if p != "value")
 
 
+def first_match(name: str, patterns, default=None):
+  """The label of the first (compiled regex, label) of `patterns` that `name` (a
+  `path_name`) matches anywhere; `default` if none does. `param_groups` and the Adam
+  trace's groups both label parameters this way."""
+  return next((label for pattern, label in patterns if pattern.search(name)), default)
+
+
 def _base_transform(opt, lr) -> optax.GradientTransformation:
   name = opt.name
   if name == "sgd":
@@ -89,8 +96,7 @@ def _grouped(opt, lr, groups, total_steps: int) -> optax.GradientTransformation:
 
   def labels(params):
     def label(path, _):
-      name = path_name(path)
-      return next((lab for pat, lab in patterns if pat.search(name)), "unmatched")
+      return first_match(path_name(path), patterns, "unmatched")
     return jax.tree_util.tree_map_with_path(label, params)
 
   return optax.multi_transform(transforms, labels)
