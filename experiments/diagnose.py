@@ -90,6 +90,10 @@ def train_and_trace(exp, batches, steps: int, trace: bool):
       stats, previous = statistics(before, adam_moments(state.opt_state), previous)
       records.append({"step": step + 1, "loss": float(metrics["loss"][0]),
                       **jax.device_get(stats)})
+      if (step + 1) % FLAGS.trace_every == 0:  # a long trace shows its progress
+        window = window_means(records[-FLAGS.trace_every:], FLAGS.trace_every)
+        logging.info("Adam's trace, steps %d-%d:\n%s", step + 2 - FLAGS.trace_every, step + 1,
+                     format_trace(window, list(groups)))
   return state, window_means(records, FLAGS.trace_every) if records else [], list(groups)
 
 

@@ -54,6 +54,7 @@ def test_diagnose_command_trains_first_prints_and_writes_json(tmp_path):
   assert {"name", "shape", "norm", "grad_norm", "ratio"} <= set(report["params"][0])
   assert "fresh_over_v" in out.stdout and [r["step"] for r in report["trace"]] == [1, 2]
   assert "c1/step_size" in report["trace"][0]  # a group per top-level module: LeNet's c1
+  assert "Adam's trace, steps 1-1:" in out.stderr and "steps 2-2:" in out.stderr  # as it goes
   bad = subprocess.run([sys.executable, "-m", "experiments.diagnose",
                         f"--config={CONFIG}:test", "--steps=-1"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
