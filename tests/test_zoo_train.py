@@ -84,51 +84,48 @@ def test_degradation_configures_every_network_with_the_papers_augmentation():
   `:paper`; without it the data are left as they are. `--init=he`: the paper's
   initialisation (flax's lecun otherwise). `--dataset`: the task, resized to the
   networks' 32x32."""
-  from experiments.degradation import RUNS, network_config
+  from experiments.degradation import RUNS, Sweep, network_config
   for preset in RUNS.values():
-    config = network_config(preset, "paper", True, 2.0, "lecun", "shapes/multi_64", 0.999, None)
+    config = network_config(preset, Sweep(recipe="paper", epochs=2.0))
     assert (config.augment.max_shift, config.augment.hflip, config.augment.vflip) == (
         4.0, True, False)
     assert config.optimizer.name == "momentum" and config.num_epochs == 2.0
     assert config.model.init == "lecun"  # flax's
-  plain = network_config("plain56", "shapes", False, 3.0, "he", "shapes/single_32", 0.999, None)
+  plain = network_config("plain56", Sweep(augment=False, init="he", dataset="shapes/single_32"))
   assert plain.model.name == "plain56_cifar" and not plain.augment.max_shift
   assert not plain.augment.hflip and plain.optimizer.name == "adamw"
   assert plain.model.init == "he"
   assert (plain.dataset.name, plain.dataset.image_size) == ("shapes/single_32", 32)
-  multi = network_config("", "shapes", True, 3.0, "lecun", "shapes/multi_64", 0.999, None)
+  multi = network_config("", Sweep())
   assert (multi.dataset.name, multi.dataset.image_size) == ("shapes/multi_64", 32)
-  assert multi.optimizer.b2 == 0.999
+  assert multi.optimizer.b2 == 0.999 and multi.num_epochs == 30.0
 
 
 def test_degradation_sets_adams_second_moment_decay_and_refuses_it_for_sgd():
   """`--adam_b2`: AdamW's b2 for every network; outside (0, 1), or other than the default
   with `--recipe=paper` (SGD, which has no second moment), it is refused by name."""
   from cnn_lab.errors import InputError
-  from experiments.degradation import network_config
-  config = network_config("plain56", "shapes", True, 3.0, "lecun", "shapes/multi_64", 0.99,
-                          None)
-  assert config.optimizer.b2 == 0.99 and config.optimizer.learning_rate == 2e-3  # the recipe's
+  from experiments.degradation import Sweep, network_config
+  assert network_config("plain56", Sweep(adam_b2=0.99)).optimizer.b2 == 0.99
   for recipe, b2 in (("shapes", 1.0), ("shapes", 0.0), ("paper", 0.99)):
     with pytest.raises(InputError, match=rf"adam_b2: expected a number in \(0, 1\).*"
                        rf"received {b2}"):
-      network_config("plain56", recipe, True, 3.0, "lecun", "shapes/multi_64", b2, None)
+      network_config("plain56", Sweep(recipe=recipe, adam_b2=b2))
 
 
 def test_degradation_sets_the_peak_learning_rate_of_every_network():
-  """`--learning_rate`: every network's peak rate (unset: the recipe's); not positive is
-  refused by name."""
+  """`--learning_rate`: every network's peak rate; unset, 5e-4 with the shapes recipe
+  (not the shapes configs' 2e-3: docs/degradation.md section 11) and the paper's 0.1
+  with its own; not positive is refused by name."""
   from cnn_lab.errors import InputError
-  from experiments.degradation import RUNS, network_config
+  from experiments.degradation import RUNS, Sweep, network_config
   for preset in RUNS.values():
-    config = network_config(preset, "shapes", True, 3.0, "lecun", "shapes/multi_64", 0.999,
-                            5e-4)
-    assert config.optimizer.learning_rate == 5e-4
-  assert network_config("", "paper", True, 3.0, "lecun", "shapes/multi_64", 0.999,
-                        None).optimizer.learning_rate == 0.1
+    assert network_config(preset, Sweep()).optimizer.learning_rate == 5e-4
+    assert network_config(preset, Sweep(learning_rate=2e-3)).optimizer.learning_rate == 2e-3
+  assert network_config("", Sweep(recipe="paper")).optimizer.learning_rate == 0.1
   with pytest.raises(InputError, match=r"learning_rate: expected a positive number.*"
                      r"received 0.0"):
-    network_config("", "shapes", True, 3.0, "lecun", "shapes/multi_64", 0.999, 0.0)
+    network_config("", Sweep(learning_rate=0.0))
 
 
 def test_degradation_summarises_each_network_over_the_seeds():
