@@ -1,6 +1,9 @@
 """Every family trains end to end on `shapes` through the one launcher (the :test presets)."""
 
+import json
 import os
+import subprocess
+import sys
 
 import ml_collections
 import pytest
@@ -126,6 +129,22 @@ def test_degradation_sets_the_peak_learning_rate_of_every_network():
   with pytest.raises(InputError, match=r"learning_rate: expected a positive number.*"
                      r"received 0.0"):
     network_config("", Sweep(learning_rate=0.0))
+
+
+def test_degradation_sweep_writes_its_table_json_and_figure(tmp_path):
+  """The command end to end on one network and 3 steps: the table, the PNG, and the JSON
+  whose flags give the peak learning rate the networks trained at (the unset default
+  resolved to 5e-4), the row kept in the network's workdir."""
+  out = subprocess.run([sys.executable, "-m", "experiments.degradation",
+                        f"--workdir={tmp_path}", "--epochs=0.05", "--networks=plain-20"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "plain-20" in out.stdout and "train_error" in out.stdout
+  report = json.loads((tmp_path / "degradation.json").read_text())
+  assert report["flags"]["learning_rate"] == 5e-4
+  assert [(r["network"], r["steps"]) for r in report["rows"]] == [("plain-20", 3)]
+  assert (tmp_path / "degradation.png").stat().st_size > 0
+  assert (tmp_path / "seed0" / "plain-20" / "row.json").exists()
 
 
 def test_degradation_summarises_each_network_over_the_seeds():
