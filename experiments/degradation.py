@@ -200,8 +200,7 @@ def main(argv):
   del argv
   rows, curves = [], {}
   networks, seeds = parse_networks(FLAGS.networks), parse_seeds(FLAGS.seeds)
-  sweep = Sweep(FLAGS.recipe, FLAGS.augment, FLAGS.epochs, FLAGS.init, FLAGS.dataset,
-                FLAGS.adam_b2, FLAGS.learning_rate)
+  sweep = Sweep(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(Sweep)})
   for seed in seeds:
     for name in networks:
       config = network_config(RUNS[name], sweep)
