@@ -29,14 +29,17 @@ from cnn_lab.train.steps import jit_dispatch, jit_train_steps
 from cnn_lab.train.tasks.classification import Classification
 
 # model, image size, channels, batch, classes, implementation, steps per dispatch (the
-# `peers` suite times the first two too). MobileNetV2 runs its depthwise layers as its
-# configs do, on the scratch taps: XLA's grouped convolution is 2-7x slower
-# forward+backward on a CPU (README "Performance"). LeNet-5 runs twice, 1 and 10 steps
-# a call: the shortest step, where a dispatch counts most (`call_share`: 0.4-1.6% of
-# a step on 2 CPU cores; not measured on a GPU, where the step takes ~0.45 ms).
+# `peers` suite times the first two too). ResNet-56: the degradation experiment's
+# deepest network, with the longest residual streams (`ops.materialize`). MobileNetV2
+# runs its depthwise layers as its configs do, on the scratch taps: XLA's grouped
+# convolution is 2-7x slower forward+backward on a CPU (README "Performance"). LeNet-5
+# runs twice, 1 and 10 steps a call: the shortest step, where a dispatch counts most
+# (`call_share`: 0.4-1.6% of a step on 2 CPU cores; not measured on a GPU, where the
+# step takes ~0.45 ms).
 CASES = (("lenet5_modern", 32, 1, 128, 10, "xla", 1),
          ("lenet5_modern", 32, 1, 128, 10, "xla", 10),
          ("resnet20_cifar", 32, 3, 128, 10, "xla", 1),
+         ("resnet56_cifar", 32, 3, 128, 10, "xla", 1),
          ("mobilenet_v2", 224, 3, 32, 1000, "scratch", 1),
          ("resnet50", 224, 3, 32, 1000, "xla", 1))
 QUICK_CASES = (("lenet5_modern", 32, 1, 16, 10, "xla", 1),
