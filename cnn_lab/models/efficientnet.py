@@ -76,8 +76,8 @@ class MBConv(nnx.Module):
   def __call__(self, x, *, train: bool = False, rngs=None):
     y = x if self.expand is None else self.expand(x, train=train)
     y = self.project(self.se(self.depthwise(y, train=train)), train=train)
-    if self.use_residual:
-      return x + self.drop_path(y, train=train, rngs=rngs)
+    if self.use_residual:  # the stream computed once: ops.materialize
+      return ops.materialize(x + self.drop_path(y, train=train, rngs=rngs))
     return y
 
 

@@ -70,7 +70,7 @@ class InvertedResidual(nnx.Module):
   def __call__(self, x, *, train: bool = False):
     y = x if self.expand is None else self.expand(x, train=train)
     y = self.project(self.depthwise(y, train=train), train=train)
-    return x + y if self.use_residual else y
+    return ops.materialize(x + y) if self.use_residual else y  # computed once: ops.materialize
 
 
 class MobileNetV2(nnx.Module):

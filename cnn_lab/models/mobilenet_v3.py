@@ -59,7 +59,7 @@ class Bneck(nnx.Module):
     y = x if self.expand is None else self.expand(x, train=train)
     y = self.depthwise(y, train=train)
     y = self.project(y if self.se is None else self.se(y), train=train)
-    return x + y if self.use_residual else y
+    return ops.materialize(x + y) if self.use_residual else y  # computed once: ops.materialize
 
 
 class MobileNetV3(nnx.Module):
