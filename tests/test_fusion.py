@@ -37,7 +37,8 @@ def largest_fusion(f, *args) -> int:
 
 
 def residual_stream(materialize, ws, x):
-  """Six blocks `relu(BN(conv(x)) + x)`, the sum of squares of the last: training's shape."""
+  """A block `relu(BN(conv(x)) + x)` per kernel in `ws` ([3, 3, C, C] each; x [N, H, W, C]),
+  then the sum of squares of the last output: a residual stream's training shape."""
   for w in ws:
     y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
